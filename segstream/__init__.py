@@ -1,0 +1,1 @@
+"""segstream: real-time customer segmentation."""
