@@ -1,0 +1,172 @@
+"""The transaction event contract: parse and validate one JSON message, or say exactly why not.
+
+Input events are JSON objects (one a message, key = customer id) with ``event_id`` (string, unique),
+``customer_id`` (string), ``timestamp`` (ISO 8601 with an offset, or epoch milliseconds), ``amount``
+(number; negative = return) and optional ``quantity``, ``currency``, ``channel``, ``store_id``,
+``category``. Unknown fields are kept and passed through. Anything else raises
+:class:`~segstream.models.errors.EventValidationError` with a reason a person can act on; the worker
+dead-letters the message with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from segstream.models.errors import EventValidationError
+from segstream.models.features import to_cents
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_ID_LENGTH = 128
+MAX_ABS_AMOUNT = 1e9
+# Events outside these bounds are far more likely a unit mix-up (seconds vs milliseconds) than a sale.
+MIN_TIMESTAMP_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_TIMESTAMP_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+
+_OPTIONAL_TEXT = ("currency", "channel", "category")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated transaction event.
+
+    Attributes:
+        event_id: Unique id; the dedupe key.
+        customer_id: The customer the event belongs to.
+        ts_ms: Event time in epoch milliseconds (UTC).
+        amount: Signed amount as sent.
+        amount_cents: ``amount`` rounded to integer cents, the unit all state is kept in.
+        payload: The whole decoded object, unknown fields included, for pass-through.
+    """
+
+    event_id: str
+    customer_id: str
+    ts_ms: int
+    amount: float
+    amount_cents: int
+    payload: dict[str, Any]
+
+    @property
+    def is_return(self) -> bool:
+        """Negative amounts are returns or refunds."""
+        return self.amount_cents < 0
+
+
+def parse_event(raw: bytes | str) -> Event:
+    """Decode and validate one message.
+
+    Raises:
+        EventValidationError: with the reason, when the message breaks the contract.
+    """
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", errors="surrogatepass")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise EventValidationError(f"payload too large: {len(raw)} bytes (limit {MAX_EVENT_BYTES})")
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EventValidationError(f"not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise EventValidationError(f"not a JSON object but {type(payload).__name__}")
+    return validate_payload(payload)
+
+
+def validate_payload(payload: dict[str, Any]) -> Event:
+    """Validate an already decoded event object (see :func:`parse_event`)."""
+    event_id = _identifier(payload, "event_id")
+    customer_id = _identifier(payload, "customer_id")
+    ts_ms = parse_timestamp(payload.get("timestamp"))
+    amount = _number(payload, "amount", required=True)
+    assert amount is not None
+    if abs(amount) > MAX_ABS_AMOUNT:
+        raise EventValidationError(f"field 'amount': {amount!r} is outside +/-{MAX_ABS_AMOUNT:g}")
+    _number(payload, "quantity", required=False)
+    for name in _OPTIONAL_TEXT:
+        value = payload.get(name)
+        if value is not None and not (isinstance(value, str) and len(value) <= MAX_ID_LENGTH):
+            raise EventValidationError(f"field '{name}': expected a string of at most {MAX_ID_LENGTH} chars")
+    store = payload.get("store_id")
+    if store is not None and not (
+        (isinstance(store, str) and len(store) <= MAX_ID_LENGTH)
+        or (isinstance(store, int) and not isinstance(store, bool))
+    ):
+        raise EventValidationError("field 'store_id': expected a string or an integer")
+    return Event(event_id, customer_id, ts_ms, float(amount), to_cents(float(amount)), payload)
+
+
+def parse_timestamp(value: object) -> int:
+    """Epoch milliseconds from an ISO 8601 string with an offset, or from an integer of epoch ms.
+
+    Raises:
+        EventValidationError: for a missing, naive, unparseable or out-of-range timestamp.
+    """
+    if value is None:
+        raise EventValidationError("missing field 'timestamp'")
+    if isinstance(value, bool):
+        raise EventValidationError("field 'timestamp': expected ISO 8601 or epoch milliseconds, got a boolean")
+    if isinstance(value, int):
+        ts_ms = value
+    elif isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise EventValidationError(f"field 'timestamp': {value!r} is not whole epoch milliseconds")
+        ts_ms = int(value)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise EventValidationError(f"field 'timestamp': {value[:64]!r} is not ISO 8601") from None
+        if parsed.tzinfo is None:
+            raise EventValidationError(f"field 'timestamp': {value[:64]!r} has no UTC offset")
+        ts_ms = _epoch_ms(parsed)
+    else:
+        raise EventValidationError(f"field 'timestamp': expected a string or integer, got {type(value).__name__}")
+    if not MIN_TIMESTAMP_MS <= ts_ms < MAX_TIMESTAMP_MS:
+        raise EventValidationError(f"field 'timestamp': {value!r} is outside 2000-01-01..2100-01-01")
+    return ts_ms
+
+
+def _epoch_ms(moment: datetime) -> int:
+    # Integer arithmetic on the timedelta, so no float rounding creeps into the millisecond.
+    delta = moment - datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def _identifier(payload: dict[str, Any], name: str) -> str:
+    value = payload.get(name)
+    if value is None:
+        raise EventValidationError(f"missing field '{name}'")
+    if not isinstance(value, str):
+        raise EventValidationError(f"field '{name}': expected a string, got {type(value).__name__}")
+    if not value or len(value) > MAX_ID_LENGTH:
+        raise EventValidationError(f"field '{name}': length must be 1..{MAX_ID_LENGTH}")
+    if not value.isprintable() or any(ch.isspace() for ch in value):
+        raise EventValidationError(f"field '{name}': must be printable with no whitespace")
+    return value
+
+
+def _number(payload: dict[str, Any], name: str, *, required: bool) -> float | None:
+    value = payload.get(name)
+    if value is None:
+        if required:
+            raise EventValidationError(f"missing field '{name}'")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EventValidationError(f"field '{name}': expected a number, got {type(value).__name__}")
+    if isinstance(value, int) and abs(value) > MAX_ABS_AMOUNT:
+        # Checked before float(): an int past ~1e308 cannot be converted at all.
+        raise EventValidationError(f"field '{name}': {value} is outside +/-{MAX_ABS_AMOUNT:g}")
+    if not math.isfinite(value):
+        raise EventValidationError(f"field '{name}': {value!r} is not a finite number")
+    return float(value)
+
+
+def is_valid_customer_id(value: str) -> bool:
+    """Whether a customer id may be used in a state key (the same rule events are held to)."""
+    try:
+        _identifier({"customer_id": value}, "customer_id")
+    except EventValidationError:
+        return False
+    return True

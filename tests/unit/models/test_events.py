@@ -1,0 +1,89 @@
+"""The event contract: good events parse exactly; every bad one fails with a reason, never a crash."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segstream.models.errors import EventValidationError
+from segstream.models.events import MAX_EVENT_BYTES, is_valid_customer_id, parse_event, parse_timestamp
+
+GOOD = {"event_id": "e1", "customer_id": "C001", "timestamp": "2025-03-01T10:15:00+01:00", "amount": 12.5}
+
+
+def _bytes(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def test_good_event_parses_with_unknown_fields_passed_through():
+    event = parse_event(_bytes({**GOOD, "loyalty_tier": "gold", "quantity": 2}))
+    assert event.ts_ms == 1_740_820_500_000  # 09:15 UTC
+    assert event.amount_cents == 1250 and not event.is_return
+    assert event.payload["loyalty_tier"] == "gold"
+
+
+def test_epoch_millis_and_z_suffix_agree():
+    assert parse_timestamp(1_740_820_500_000) == parse_timestamp("2025-03-01T09:15:00Z")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (_bytes({k: v for k, v in GOOD.items() if k != "amount"}), "missing field 'amount'"),
+        (_bytes({**GOOD, "amount": "12"}), "expected a number"),
+        (_bytes({**GOOD, "amount": True}), "expected a number"),
+        (b'{"event_id":"e","customer_id":"c","timestamp":1740820500000,"amount":NaN}', "not a finite"),
+        (b'{"event_id":"e","customer_id":"c","timestamp":1740820500000,"amount":1e400}', "not a finite"),
+        (_bytes({**GOOD, "amount": 10**400}), "outside"),
+        (_bytes({**GOOD, "timestamp": "2025-03-01T10:15:00"}), "no UTC offset"),
+        (_bytes({**GOOD, "timestamp": "yesterday"}), "not ISO 8601"),
+        (_bytes({**GOOD, "timestamp": 1_740_820_500}), "outside 2000-01-01"),  # seconds, not ms
+        (_bytes({**GOOD, "timestamp": "2999-01-01T00:00:00+00:00"}), "outside"),
+        (_bytes({**GOOD, "customer_id": 17}), "expected a string"),
+        (_bytes({**GOOD, "customer_id": ""}), "length"),
+        (_bytes({**GOOD, "customer_id": "a b"}), "whitespace"),
+        (_bytes({**GOOD, "event_id": "x" * 500}), "length"),
+        (_bytes({**GOOD, "channel": 3}), "'channel'"),
+        (_bytes({**GOOD, "filler": "x" * MAX_EVENT_BYTES}), "too large"),
+    ],
+)
+def test_bad_events_fail_with_a_reason(raw, reason):
+    with pytest.raises(EventValidationError, match=reason):
+        parse_event(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=300))
+def test_random_bytes_never_crash(raw):
+    try:
+        parse_event(raw)
+    except EventValidationError:
+        pass
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(overrides=st.dictionaries(st.sampled_from(sorted(GOOD) + ["quantity", "store_id"]), _json_values))
+def test_random_field_values_either_parse_or_fail_cleanly(overrides):
+    try:
+        event = parse_event(json.dumps({**GOOD, **overrides}, allow_nan=True))
+    except EventValidationError:
+        return
+    assert is_valid_customer_id(event.customer_id)
+
+
+def test_customer_id_rule():
+    assert is_valid_customer_id("C0001") and is_valid_customer_id("kunde-ü@shop")
+    assert not is_valid_customer_id("") and not is_valid_customer_id("a\nb")
