@@ -1,0 +1,41 @@
+"""Per-customer streaming state behind a small interface chosen by URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segstream.streams.state.base import (
+    ApplyResult,
+    CustomerView,
+    Delivery,
+    Finalization,
+    SegmentChange,
+    SegmentRecord,
+    StateStore,
+    StateStoreError,
+)
+from segstream.streams.state.memory_store import MemoryStateStore
+from segstream.streams.state.redis_store import RedisStateStore
+
+__all__ = [
+    "ApplyResult",
+    "CustomerView",
+    "Delivery",
+    "Finalization",
+    "MemoryStateStore",
+    "RedisStateStore",
+    "SegmentChange",
+    "SegmentRecord",
+    "StateStore",
+    "StateStoreError",
+    "open_store",
+]
+
+
+def open_store(url: str, prefix: str = "segstream", **client_kwargs: Any) -> StateStore:
+    """A state store for ``redis://``/``rediss://`` (a real server) or ``memory://`` (in-process)."""
+    if url.startswith("memory://"):
+        return MemoryStateStore()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisStateStore.from_url(url, prefix=prefix, **client_kwargs)
+    raise StateStoreError(f"unsupported state store URL {url!r}: use redis://, rediss:// or memory://")

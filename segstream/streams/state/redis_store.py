@@ -1,0 +1,139 @@
+"""The Redis state store: each batch is one Lua call to apply and one to finalize."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from segstream.models.events import Event
+from segstream.models.features import AGGREGATE_FIELDS
+from segstream.streams.state import lua
+from segstream.streams.state.base import (
+    DEFAULT_DEDUPE_TTL_S,
+    HISTORY_LENGTH,
+    ApplyResult,
+    CustomerView,
+    Delivery,
+    Finalization,
+    SegmentRecord,
+)
+from segstream.streams.state.dedupe import mark_repeats_in_batch
+from segstream.streams.state.keys import KeySpace
+
+
+class RedisStateStore:
+    """:class:`~segstream.streams.state.base.StateStore` on a real Redis server."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str = "segstream",
+        dedupe_ttl_s: int = DEFAULT_DEDUPE_TTL_S,
+    ) -> None:
+        self._redis = client
+        self.keys = KeySpace(prefix)
+        self._ttl = dedupe_ttl_s
+        self._apply = client.register_script(lua.APPLY)
+        self._view = client.register_script(lua.VIEW)
+        self._finalize = client.register_script(lua.FINALIZE)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "segstream", **client_kwargs: Any) -> RedisStateStore:
+        """Connect lazily to ``redis://`` or ``rediss://`` (auth and TLS in ``client_kwargs``)."""
+        return cls(aioredis.from_url(url, **client_kwargs), prefix=prefix)
+
+    async def apply(self, events: Sequence[Event]) -> ApplyResult:
+        """Fold a batch in; see :class:`~segstream.streams.state.base.StateStore`."""
+        unique, repeats = mark_repeats_in_batch(events)
+        args: list[str | int] = [self.keys.root, self._ttl]
+        for event in unique:
+            args += [event.event_id, event.customer_id, event.ts_ms, event.amount_cents]
+        watermark, deliveries, flat = await self._apply(args=args)
+        by_unique = iter(Delivery(int(d)) for d in deliveries)
+        merged = [Delivery.DONE if i in repeats else next(by_unique) for i in range(len(events))]
+        return ApplyResult(merged, int(watermark), _views(flat))
+
+    async def finalize(self, batch: Finalization) -> None:
+        """Write segments, changes and sales, then mark the batch's events done."""
+        payload = {
+            "segments": {
+                cid: [
+                    _opt(r.segment),
+                    _opt(r.pending),
+                    str(r.pending_count),
+                    r.model_version,
+                    str(r.scored_as_of_ms),
+                ]
+                for cid, r in batch.segments.items()
+            },
+            "changes": [[c.customer_id, json.dumps(c.history_entry())] for c in batch.changes],
+            "sales": [list(s) for s in batch.sales],
+            "done": list(batch.done_event_ids),
+            "due": {cid: int(at) for cid, at in batch.next_check_ms.items()},
+        }
+        # cjson turns an empty object into an empty array and back; both iterate the same in Lua.
+        await self._finalize(args=[self.keys.root, self._ttl, HISTORY_LENGTH, json.dumps(payload)])
+
+    async def view(self, customer_ids: Sequence[str], as_of_ms: int | None = None) -> dict[str, CustomerView]:
+        """Current views of some customers as of T (default: the watermark)."""
+        if not customer_ids:
+            return {}
+        _, flat = await self._view(args=[self.keys.root, -1 if as_of_ms is None else as_of_ms, *customer_ids])
+        return _views(flat)
+
+    async def due_for_check(self, as_of_ms: int, limit: int) -> list[str]:
+        """Customers whose next inactivity check is due."""
+        found = await self._redis.zrangebyscore(self.keys.due, "-inf", as_of_ms, start=0, num=limit)
+        return [_text(c) for c in found]
+
+    async def watermark(self) -> int:
+        """The largest event time folded in so far."""
+        value = await self._redis.get(self.keys.watermark)
+        return int(value) if value is not None else 0
+
+    async def daily_sales(self) -> dict[int, dict[str, int]]:
+        """Streamed sales in cents per UTC day."""
+        out: dict[int, dict[str, int]] = {}
+        for field, cents in (await self._redis.hgetall(self.keys.sales)).items():
+            day, _, series = _text(field).partition(":")
+            out.setdefault(int(day), {})[series] = int(cents)
+        return out
+
+    async def history(self, customer_id: str) -> list[dict[str, object]]:
+        """The customer's latest segment changes, newest first."""
+        return [json.loads(item) for item in await self._redis.lrange(self.keys.history(customer_id), 0, -1)]
+
+    async def ping(self) -> None:
+        """Raise if Redis cannot be reached."""
+        await self._redis.ping()
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
+
+
+def _views(flat: list[Any]) -> dict[str, CustomerView]:
+    views: dict[str, CustomerView] = {}
+    n = len(AGGREGATE_FIELDS)
+    for i in range(0, len(flat), 2):
+        cid, row = _text(flat[i]), flat[i + 1]
+        aggregates = {name: int(v) for name, v in zip(AGGREGATE_FIELDS, row[:n], strict=True)}
+        sg, sp, sn, sv, sa = (_text(v) for v in row[n:])
+        record = SegmentRecord(_int_or_none(sg), _int_or_none(sp), int(sn or 0), sv, int(sa or 0))
+        views[cid] = CustomerView(cid, aggregates, record)
+    return views
+
+
+def _opt(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _int_or_none(text: str) -> int | None:
+    return int(text) if text else None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
