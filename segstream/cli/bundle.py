@@ -1,0 +1,117 @@
+"""CLI for model bundles: ``segstream promote`` and ``segstream bundle verify|list``.
+
+The signing key comes from the model settings (``ModelSettings.signing_key``); the expected feature hash
+from the running code's feature spec, so a bundle trained on other features is refused here as well as
+in the worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from segstream.models.errors import BundleError
+
+_DIR = click.Path(path_type=Path, file_okay=False)
+
+
+def _signing_options() -> tuple[bytes | None, bool]:
+    """The signing key and require-signature flag from settings; (None, False) without a settings module."""
+    try:
+        from segstream.settings import ModelSettings
+    except ImportError:
+        return None, False
+    try:
+        settings = ModelSettings()
+    except Exception as exc:  # pydantic reports bad env values; say which concern failed
+        raise BundleError(f"model settings (SEGSTREAM_ environment) are invalid: {exc}") from exc
+    secret = getattr(settings, "signing_key", None)
+    key = secret.get_secret_value().encode("utf-8") if secret is not None else None
+    return key or None, bool(getattr(settings, "require_signature", False))
+
+
+def _feature_hash(skip: bool) -> str | None:
+    if skip:
+        return None
+    from segstream.models.features import FEATURE_SPEC
+
+    return FEATURE_SPEC.hash
+
+
+_skip_feature_check = click.option(
+    "--skip-feature-check",
+    is_flag=True,
+    help="Do not compare the bundle's feature spec hash with this code's (for inspecting old bundles).",
+)
+
+
+@click.command("promote")
+@click.argument("bundle_dir", type=_DIR)
+@click.option(
+    "--models-root",
+    type=_DIR,
+    default=None,
+    help="Directory holding the 'current' pointer. Default: the bundle directory's parent.",
+)
+@_skip_feature_check
+def promote_cmd(bundle_dir: Path, models_root: Path | None, skip_feature_check: bool) -> None:
+    """Verify BUNDLE_DIR and atomically point <models-root>/current at it.
+
+    The stream worker hot-reloads the new bundle. A bundle that fails verification is refused and the
+    current pointer is left as it was (exit code 2). Old bundles are kept: roll back by promoting one.
+    """
+    from segstream.models.bundle import promote
+
+    key, required = _signing_options()
+    result = promote(
+        bundle_dir,
+        models_root,
+        expected_feature_hash=_feature_hash(skip_feature_check),
+        signing_key=key,
+        require_signature=required,
+    )
+    click.echo(f"previous: {result.previous or '(none)'}")
+    click.echo(f"current:  {result.version}  ({result.path})")
+
+
+@click.group("bundle")
+def bundle_group() -> None:
+    """Inspect model bundles."""
+
+
+@bundle_group.command("verify")
+@click.argument("bundle_dir", type=_DIR)
+@_skip_feature_check
+def verify_cmd(bundle_dir: Path, skip_feature_check: bool) -> None:
+    """Check BUNDLE_DIR (manifest, hashes, signature, feature spec, sklearn version) without loading it."""
+    from segstream.models.bundle import verify_bundle
+
+    key, required = _signing_options()
+    manifest = verify_bundle(
+        bundle_dir,
+        expected_feature_hash=_feature_hash(skip_feature_check),
+        signing_key=key,
+        require_signature=required,
+    )
+    names = ", ".join(sorted(manifest.artifacts))
+    click.echo(f"ok: {bundle_dir} version {manifest.version}, artifacts: {names}")
+
+
+@bundle_group.command("list")
+@click.argument("models_root", type=_DIR)
+def list_cmd(models_root: Path) -> None:
+    """List the bundles under MODELS_ROOT, oldest first; '*' marks the current one."""
+    from segstream.models.bundle import list_bundles
+
+    for entry in list_bundles(models_root):
+        mark = "*" if entry.is_current else " "
+        if entry.manifest is None:
+            click.echo(f"{mark} {entry.path.name}  BROKEN: {entry.error}")
+        else:
+            m = entry.manifest
+            names = ", ".join(sorted(m.artifacts))
+            click.echo(f"{mark} {m.version}  created {m.created_at}  artifacts: {names}")
+
+
+COMMANDS = [promote_cmd, bundle_group]
