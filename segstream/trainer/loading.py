@@ -202,10 +202,12 @@ def _online_retail(df: pd.DataFrame, path: Path, mapping: dict[str, str]) -> pd.
     amount = np.round(np.bincount(codes, weights=np.where(bad, 0.0, line), minlength=k), 2)
     quantity = np.bincount(codes, weights=np.nan_to_num(qty), minlength=k)
     invoice = text["invoice"].to_numpy(dtype=object)[first]
-    cancel = pd.Series(invoice, dtype="str").str.upper().str.startswith("C").fillna(False).to_numpy()
-    cancel |= quantity < 0
+    cancel = pd.Series(invoice, dtype="str").str.upper().str.startswith("C").to_numpy(dtype=bool)
+    cancel = cancel | (quantity < 0)
     amount = np.where(cancel, -np.abs(amount), amount).astype(object)
     quantity = np.where(cancel, -np.abs(quantity), quantity)
+    if np.array_equal(quantity, np.round(quantity)):
+        quantity = quantity.astype(np.int64)
     bad_pos = np.flatnonzero(bad)
     bad_codes, at = np.unique(codes[bad_pos], return_index=True)
     raw_bad = np.where(np.isnan(price[bad_pos[at]]), text["price"].to_numpy(dtype=object)[bad_pos[at]],
