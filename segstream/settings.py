@@ -1,0 +1,343 @@
+"""Settings: one pydantic-settings class per concern, read from ``SEGSTREAM_*`` environment variables.
+
+Build them once at the entry point with :meth:`Settings.load` and pass the pieces down; library code never
+reads the environment itself. Secrets are :class:`~pydantic.SecretStr`, so ``repr``, ``str``, logging and
+``model_dump_json`` show ``**********`` instead of the value; a password embedded in the Redis URL is
+redacted the same way.
+
+Environment variables (all optional)::
+
+    SEGSTREAM_KAFKA_BOOTSTRAP_SERVERS, SEGSTREAM_KAFKA_SECURITY_PROTOCOL, SEGSTREAM_KAFKA_SASL_MECHANISM,
+    SEGSTREAM_KAFKA_SASL_USERNAME, SEGSTREAM_KAFKA_SASL_PASSWORD, SEGSTREAM_KAFKA_SSL_CAFILE, ...
+    SEGSTREAM_REDIS_URL, SEGSTREAM_REDIS_PASSWORD, SEGSTREAM_REDIS_SSL_CERT_REQS, SEGSTREAM_REDIS_KEY_PREFIX
+    SEGSTREAM_TOPIC_TRANSACTIONS, ..., SEGSTREAM_TOPIC_PARTITIONS
+    SEGSTREAM_MODEL_ROOT, SEGSTREAM_MODEL_SIGNING_KEY
+    SEGSTREAM_WEB_PORT, SEGSTREAM_WORKER_BATCH_SIZE, ...
+    SEGSTREAM_STACK_STATE_DIR, SEGSTREAM_STACK_KAFKA_PORT, SEGSTREAM_STACK_REDIS_PORT
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_serializer
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "KafkaSettings",
+    "ModelSettings",
+    "RedisSettings",
+    "Settings",
+    "StackSettings",
+    "TopicSettings",
+    "WorkerSettings",
+    "redact_url",
+]
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, extra="ignore", populate_by_name=True)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``**********`` (safe to log)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:**********@{host}"))
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka (or the embedded Tansu broker), plus consumer-group tuning.
+
+    Group tuning for Tansu 0.6.0 (measured, see ``segstream/embedded/__init__.py``): the broker answers a
+    JoinGroup only after about ``session_timeout_ms / 2``, whatever the rebalance timeout, so a short
+    session timeout (6 s, also the smallest real Kafka accepts by default) makes joins take ~3 s instead
+    of 30 s with faust's 60 s default. ``max_poll_interval_ms`` stays high (300 s): a worker whose buffer
+    is full must not be thrown out of the group. kafka-python has no separate rebalance timeout; it sends
+    ``max_poll_interval_ms`` as the rebalance timeout, which Tansu did not wait for in our measurements.
+    """
+
+    model_config = _config("SEGSTREAM_KAFKA_")
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    client_id: str = "segstream"
+    session_timeout_ms: int = Field(default=6000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=1000, ge=100)
+    rebalance_timeout_ms: int = Field(default=5000, ge=1000)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    request_timeout_ms: int = Field(default=40_000, ge=1000)
+
+    def bootstrap_list(self) -> list[str]:
+        """``bootstrap_servers`` split on commas, blanks removed."""
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+    @property
+    def uses_sasl(self) -> bool:
+        """True for SASL_PLAINTEXT and SASL_SSL."""
+        return self.security_protocol.startswith("SASL")
+
+    @property
+    def uses_ssl(self) -> bool:
+        """True for SSL and SASL_SSL."""
+        return self.security_protocol.endswith("SSL")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """An SSL context from the CA/cert/key files, or None when the protocol does not use TLS."""
+        if not self.uses_ssl:
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_cafile)
+        if self.ssl_certfile:
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        return context
+
+    def _sasl_kwargs(self) -> dict[str, Any]:
+        if not self.uses_sasl:
+            return {}
+        return {
+            "sasl_mechanism": self.sasl_mechanism or "PLAIN",
+            "sasl_plain_username": self.sasl_username,
+            "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None,
+        }
+
+    def kafka_python_kwargs(self) -> dict[str, Any]:
+        """Connection kwargs for kafka-python's KafkaProducer, KafkaConsumer and KafkaAdminClient."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_list(),
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+            **self._sasl_kwargs(),
+        }
+        if self.uses_ssl:
+            kwargs.update(
+                ssl_cafile=self.ssl_cafile, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile
+            )
+        return kwargs
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Connection kwargs for aiokafka's AIOKafkaProducer / AIOKafkaConsumer / AIOKafkaAdminClient."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_list(),
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+            **self._sasl_kwargs(),
+        }
+        if self.uses_ssl:
+            kwargs["ssl_context"] = self.ssl_context()
+        return kwargs
+
+    def consumer_group_kwargs(
+        self, client: Literal["kafka-python", "aiokafka"] = "kafka-python"
+    ) -> dict[str, Any]:
+        """Group-membership kwargs that make joins fast on Tansu and stay safe on Apache Kafka.
+
+        Merge with the connection kwargs:
+        ``KafkaConsumer(topic, group_id=g, **s.kafka_python_kwargs(), **s.consumer_group_kwargs())``.
+        """
+        kwargs: dict[str, Any] = {
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "max_poll_interval_ms": self.max_poll_interval_ms,
+        }
+        if client == "aiokafka":
+            kwargs["rebalance_timeout_ms"] = self.rebalance_timeout_ms
+        return kwargs
+
+    def faust_broker_url(self) -> str:
+        """The faust ``broker`` setting, e.g. ``kafka://h1:9092;h2:9092``."""
+        return "kafka://" + ";".join(self.bootstrap_list())
+
+    def faust_broker_credentials(self) -> Any:
+        """faust ``broker_credentials`` (SASLCredentials / SSLCredentials), or None for PLAINTEXT."""
+        import faust  # heavy; only the worker needs it
+
+        if self.uses_sasl:
+            return faust.SASLCredentials(
+                username=self.sasl_username,
+                password=self.sasl_password.get_secret_value() if self.sasl_password else None,
+                mechanism=self.sasl_mechanism or "PLAIN",
+                ssl_context=self.ssl_context(),
+            )
+        if self.uses_ssl:
+            return faust.SSLCredentials(self.ssl_context())
+        return None
+
+    def faust_app_kwargs(self) -> dict[str, Any]:
+        """Broker settings for ``faust.App(...)``: URL, credentials and the group tuning (in seconds)."""
+        kwargs: dict[str, Any] = {
+            "broker": self.faust_broker_url(),
+            "broker_session_timeout": self.session_timeout_ms / 1000,
+            "broker_heartbeat_interval": self.heartbeat_interval_ms / 1000,
+            "broker_rebalance_timeout": self.rebalance_timeout_ms / 1000,
+            "broker_max_poll_interval": self.max_poll_interval_ms / 1000,
+            "broker_request_timeout": self.request_timeout_ms / 1000,
+        }
+        credentials = self.faust_broker_credentials()
+        if credentials is not None:
+            kwargs["broker_credentials"] = credentials
+        return kwargs
+
+
+class RedisSettings(BaseSettings):
+    """Where the feature state lives. ``password`` overrides a password given in ``url``."""
+
+    model_config = _config("SEGSTREAM_REDIS_")
+
+    url: str = "redis://127.0.0.1:16379/0"
+    password: SecretStr | None = None
+    # TLS applies to rediss:// URLs only; redis-py rejects these options for plain redis://.
+    ssl_cert_reqs: Literal["required", "optional", "none"] | None = None
+    ssl_ca_certs: str | None = None
+    key_prefix: str = "segstream"
+    socket_timeout_s: float = 5.0
+    health_check_interval_s: float = 30.0
+
+    @field_serializer("url", when_used="json")
+    def _redact(self, url: str) -> str:
+        return redact_url(url)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (redact_url(value) if name == "url" else value)
+
+    @property
+    def uses_tls(self) -> bool:
+        """True for ``rediss://`` URLs."""
+        return urlsplit(self.url).scheme == "rediss"
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``redis.Redis.from_url(settings.url, **kwargs)`` (sync or asyncio)."""
+        kwargs: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout_s,
+            "socket_connect_timeout": self.socket_timeout_s,
+            "health_check_interval": self.health_check_interval_s,
+        }
+        if self.password is not None:
+            kwargs["password"] = self.password.get_secret_value()
+        if self.uses_tls:
+            if self.ssl_cert_reqs is not None:
+                kwargs["ssl_cert_reqs"] = self.ssl_cert_reqs
+            if self.ssl_ca_certs is not None:
+                kwargs["ssl_ca_certs"] = self.ssl_ca_certs
+        return kwargs
+
+
+class TopicSettings(BaseSettings):
+    """Topic names (defaults are the contract in DESIGN.md) and how new topics are created."""
+
+    model_config = _config("SEGSTREAM_TOPIC_")
+
+    transactions: str = "transactions"
+    scored: str = "transactions.scored"
+    segment_changes: str = "segment-changes"
+    sales_forecasts: str = "sales-forecasts"
+    dead_letters: str = "dead-letters"
+    monitoring: str = "monitoring"
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    def names(self) -> list[str]:
+        """All topic names, input first."""
+        return [
+            self.transactions,
+            self.scored,
+            self.segment_changes,
+            self.sales_forecasts,
+            self.dead_letters,
+            self.monitoring,
+        ]
+
+
+class ModelSettings(BaseSettings):
+    """Where model bundles live and the key that signs them."""
+
+    model_config = _config("SEGSTREAM_MODEL_")
+
+    root: Path = Path(".segstream/models")
+    signing_key: SecretStr | None = None
+
+
+class WorkerSettings(BaseSettings):
+    """Knobs of the streaming worker. Add fields freely; env names are ``SEGSTREAM_WORKER_<FIELD>``."""
+
+    model_config = _config("SEGSTREAM_WORKER_")
+
+    web_port: int = Field(
+        default=6066,
+        validation_alias=AliasChoices("SEGSTREAM_WEB_PORT", "SEGSTREAM_WORKER_WEB_PORT", "web_port"),
+    )
+    group_id: str = "segstream-worker"
+    hysteresis_evaluations: int = Field(default=1, ge=1)
+    inactivity_threshold_days: float = Field(default=90.0, gt=0)
+    monitoring_interval_s: float = Field(default=10.0, gt=0)
+    forecast_refresh_interval_s: float = Field(default=60.0, gt=0)
+    batch_size: int = Field(default=500, ge=1)
+    batch_timeout_s: float = Field(default=0.05, ge=0)
+
+
+class StackSettings(BaseSettings):
+    """The embedded dev stack (Tansu broker + Redis server) started by ``segstream stack up``."""
+
+    model_config = _config("SEGSTREAM_STACK_")
+
+    state_dir: Path = Path(".segstream/stack")
+    kafka_port: int = Field(default=19092, ge=1, le=65535)
+    redis_port: int = Field(default=16379, ge=1, le=65535)
+    # "always" so that even a SIGKILLed Redis loses nothing that was acknowledged.
+    redis_appendfsync: Literal["always", "everysec", "no"] = "always"
+    start_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class Settings(BaseModel):
+    """All settings of one process. Build with :meth:`load` at the entry point."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kafka: KafkaSettings
+    redis: RedisSettings
+    topics: TopicSettings
+    models: ModelSettings
+    worker: WorkerSettings
+    stack: StackSettings
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Read every section from the environment; ``overrides`` replace whole sections.
+
+        Example: ``Settings.load(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:9092"))``.
+        """
+        sections: dict[str, Any] = {
+            "kafka": KafkaSettings,
+            "redis": RedisSettings,
+            "topics": TopicSettings,
+            "models": ModelSettings,
+            "worker": WorkerSettings,
+            "stack": StackSettings,
+        }
+        unknown = set(overrides) - set(sections)
+        if unknown:
+            raise TypeError(f"Settings.load() got unknown sections: {sorted(unknown)}")
+        built = {
+            name: overrides[name] if name in overrides else factory() for name, factory in sections.items()
+        }
+        return cls(**built)
