@@ -125,7 +125,7 @@ def _apply_mapping(df: pd.DataFrame, path: Path, mapping: dict[str, str], allowe
 
 
 def _missing(path: Path, column: str, df: pd.DataFrame, hint: str) -> DataFileError:
-    return DataFileError(f"file {path}: required column {column!r} is missing (columns: "
+    return DataFileError(f"file {path}: required column {column} is missing (columns: "
                          f"{', '.join(df.columns)}); {hint}")
 
 
@@ -280,7 +280,7 @@ def load_transactions(path: str | Path, mapping: dict[str, str] | None = None, p
         df = df.rename(columns=clashes).rename(columns={src: name for name, src in cols.items()})
     for name in REQUIRED[1:]:
         if name not in df.columns:
-            raise _missing(path, name, df, f"use --map {name}=<column> to name it")
+            raise _missing(path, repr(name), df, f"use --map {name}=<column> to name it")
     if "event_id" not in df.columns:
         df.insert(0, "event_id", derive_event_ids(df))
     order = [c for c in CANONICAL if c in df.columns] + [c for c in df.columns if c not in CANONICAL]
