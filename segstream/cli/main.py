@@ -17,6 +17,7 @@ from segstream.models.errors import SegstreamError
 _COMMAND_MODULES: tuple[str, ...] = (
     "segstream.cli.data",
     "segstream.cli.bundle",
+    "segstream.cli.train",
 )
 
 

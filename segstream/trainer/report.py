@@ -1,0 +1,112 @@
+"""The training report: a summary table for the terminal and a self-contained HTML page with the plots."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+
+from segstream.viz.bundle_tables import BundleTables
+from segstream.viz.figures import (
+    confusion_figure,
+    elbow_figure,
+    forecast_figure,
+    pca_scatter,
+    segment_profile_figure,
+    segment_profile_table,
+    segment_size_figure,
+    silhouette_figure,
+)
+
+REPORT_NAME = "report.html"
+
+
+def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(section, metric, value) rows of the headline numbers of a bundle's metrics."""
+    rows: list[tuple[str, str, str]] = []
+    seg = metrics.get("segmentation", {})
+    rows.append(("segmentation", "k", str(seg.get("k"))))
+    rows.append(("segmentation", "silhouette", _num(seg.get("silhouette"))))
+    if "n_components" in seg:
+        rows.append(("segmentation", "PCA components", str(seg["n_components"])))
+    clf = metrics.get("classifier", {})
+    for key in ("accuracy", "precision_macro", "recall_macro", "f1_macro"):
+        rows.append(("classifier", key, _num(clf.get(key))))
+    for model, scores in sorted(metrics.get("purchase", {}).items(), key=lambda kv: kv[0] != "baseline"):
+        if isinstance(scores, dict) and "rmse" in scores:
+            rows.append(
+                ("purchase 90d", model, f"RMSE {_num(scores['rmse'])}  MAE {_num(scores.get('mae'))}")
+            )
+    for model in ("seasonal_naive", "prophet", "random_forest"):
+        scores = metrics.get("forecast", {}).get(model)
+        if isinstance(scores, dict):
+            rows.append(
+                ("forecast (total)", model, f"MAE {_num(scores.get('mae'))}  RMSE {_num(scores.get('rmse'))}")
+            )
+    for stage, seconds in metrics.get("timings_s", {}).items():
+        rows.append(("timing", stage, f"{seconds:.1f} s"))
+    return rows
+
+
+def write_report(bundle_dir: Path, out: Path | None = None) -> Path:
+    """Write the HTML report of a bundle (default: ``<bundle>/../<version>-report.html``).
+
+    The report is written beside the bundle, not into it: the bundle's files are checksummed.
+    """
+    tables = BundleTables.open(bundle_dir)
+    names = tables.segment_names
+    metrics = tables.metrics
+    seg = metrics.get("segmentation", {})
+    figures: list[tuple[str, go.Figure]] = [
+        ("Choosing k", elbow_figure(seg)),
+        ("", silhouette_figure(seg)),
+        ("Segments", pca_scatter(tables.customers, names)),
+        ("", segment_size_figure(tables.customers["segment"].value_counts().to_dict(), names)),
+        ("", segment_profile_figure(tables.customers, names)),
+        ("Segment classifier", confusion_figure(metrics.get("classifier", {}), names)),
+        ("Sales forecast", forecast_figure(tables.daily_sales, tables.forecasts, tables.backtest)),
+    ]
+    parts = [
+        f"<h1>segstream training report</h1><p>bundle <code>{html.escape(tables.manifest.version)}</code>, "
+        f"created {html.escape(tables.manifest.created_at)}, {tables.manifest.info.get('customers', '?')} "
+        f"customers, {tables.manifest.info.get('events', '?')} events</p>",
+        "<h2>Summary</h2>",
+        _rows_html(summary_rows(metrics)),
+        "<h2>Segment profiles</h2>",
+        segment_profile_table(tables.customers, names).to_html(classes="table"),
+    ]
+    first = True
+    for heading, fig in figures:
+        if heading:
+            parts.append(f"<h2>{html.escape(heading)}</h2>")
+        # The first figure embeds plotly.js so the page works offline; the others reuse it.
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=first))
+        first = False
+    parts.append("<h2>Decision tree rules</h2><pre>" + html.escape(tables.rules_text) + "</pre>")
+    target = Path(out) if out else tables.path.parent / f"{tables.manifest.version}-{REPORT_NAME}"
+    target.write_text(_page("".join(parts)), encoding="utf-8")
+    return target
+
+
+def _rows_html(rows: list[tuple[str, str, str]]) -> str:
+    body = "".join(
+        f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
+        for a, b, c in rows
+    )
+    return f"<table class='table'><tr><th>section</th><th>metric</th><th>value</th></tr>{body}</table>"
+
+
+def _page(body: str) -> str:
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        ".table{border-collapse:collapse}.table td,.table th{border:1px solid #ddd;padding:4px 8px}"
+        "pre{background:#f6f6f6;padding:1em;overflow:auto}"
+    )
+    head = f"<meta charset='utf-8'><title>segstream report</title><style>{style}</style>"
+    return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.4g}"

@@ -1,0 +1,1 @@
+"""Reading a bundle's tables and drawing them: shared by the HTML report and the dashboard."""
