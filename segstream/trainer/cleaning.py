@@ -33,6 +33,8 @@ REASONS = {
 }
 _MIN_TS = pd.Timestamp("1970-01-01", tz="UTC")
 _MAX_TS = pd.Timestamp("2100-01-01", tz="UTC")
+_MIN_MS = 0.0
+_MAX_MS = float(_MAX_TS.value // 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,23 @@ def _text(col: pd.Series) -> pd.Series:
     return out.where(out.str.len() > 0)
 
 
+def _epoch_ms(values: pd.Series) -> np.ndarray:
+    """Epoch milliseconds (numbers or digit strings) to datetime64[ns]; out of range -> NaT."""
+    ms = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    ok = np.isfinite(ms) & (ms == np.floor(ms)) & (ms >= _MIN_MS) & (ms < _MAX_MS)
+    out = np.full(len(ms), np.datetime64("NaT"), dtype="datetime64[ns]")
+    out[ok] = (ms[ok].astype("int64") * 1_000_000).astype("datetime64[ns]")
+    return out
+
+
+def _datetimes(stamps: pd.Series) -> np.ndarray:
+    """Tz-aware UTC timestamps of any unit to datetime64[ns]; out of range -> NaT."""
+    ok = ((stamps >= _MIN_TS) & (stamps < _MAX_TS)).to_numpy(dtype=bool, na_value=False)
+    out = np.full(len(stamps), np.datetime64("NaT"), dtype="datetime64[ns]")
+    out[ok] = stamps[ok].dt.tz_convert(None).to_numpy().astype("datetime64[ns]")
+    return out
+
+
 def parse_timestamps(col: pd.Series) -> pd.Series:
     """Parse a raw timestamp column to ``datetime64[ns, UTC]``; what cannot be parsed becomes NaT.
 
@@ -103,28 +122,24 @@ def parse_timestamps(col: pd.Series) -> pd.Series:
         col: datetimes, epoch milliseconds (numbers or digit strings) or ISO 8601 strings.
 
     Returns:
-        A Series with the same index.
+        A Series with the same index. Values outside 1970-2100 are NaT too.
     """
     if isinstance(col.dtype, pd.DatetimeTZDtype):
-        out = col.dt.tz_convert("UTC")
+        values = _datetimes(col.dt.tz_convert("UTC"))
     elif pd.api.types.is_datetime64_dtype(col.dtype):
-        out = col.dt.tz_localize("UTC")
+        values = _datetimes(col.dt.tz_localize("UTC"))
     elif pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-        ms = pd.to_numeric(col, errors="coerce").astype(float)
-        ms = ms.where(np.isfinite(ms) & (ms == np.floor(ms)))
-        out = pd.to_datetime(ms.clip(-1e15, 1e15), unit="ms", utc=True, errors="coerce")
+        values = _epoch_ms(col)
     else:
         text = _text(col)
-        digits = text.str.fullmatch(r"-?\d{1,15}").fillna(False).astype(bool)
-        out = pd.Series(pd.NaT, index=col.index, dtype="datetime64[ns, UTC]")
+        digits = text.str.fullmatch(r"-?\d+").to_numpy(dtype=bool, na_value=False)
+        rest = text.notna().to_numpy() & ~digits
+        values = np.full(len(col), np.datetime64("NaT"), dtype="datetime64[ns]")
         if digits.any():
-            ms = text[digits].astype("int64")
-            out[digits] = pd.to_datetime(ms, unit="ms", utc=True, errors="coerce")
-        rest = text.notna() & ~digits
+            values[digits] = _epoch_ms(text[digits])
         if rest.any():
-            out[rest] = pd.to_datetime(text[rest], format="ISO8601", utc=True, errors="coerce")
-    out = out.astype("datetime64[ns, UTC]")
-    return out.where((out >= _MIN_TS) & (out < _MAX_TS))
+            values[rest] = _datetimes(pd.to_datetime(text[rest], format="ISO8601", utc=True, errors="coerce"))
+    return pd.Series(pd.DatetimeIndex(values).tz_localize("UTC"), index=col.index)
 
 
 def parse_amounts(col: pd.Series) -> pd.Series:
