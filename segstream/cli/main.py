@@ -18,6 +18,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "segstream.cli.data",
     "segstream.cli.bundle",
     "segstream.cli.train",
+    "segstream.cli.stack",
 )
 
 

@@ -133,7 +133,7 @@ class EmbeddedStack:
             service.wait_ready(timeout)
             return "already running"
         port = self._port(name)
-        if port_accepts(HOST, port):
+        if not self._port_released(port, 3.0):
             raise PortInUseError(
                 f"cannot start {name}: port {HOST}:{port} is already used by a process this stack did not "
                 f"start (state dir {self.state_dir}); stop it or choose another port "
@@ -147,6 +147,17 @@ class EmbeddedStack:
             service.stop(signal.SIGKILL, timeout=2.0)
             raise
         return "started"
+
+    @staticmethod
+    def _port_released(port: int, timeout: float) -> bool:
+        # A SIGKILLed multi-threaded server (Redis) shows as a zombie while its other threads still hold
+        # the listening socket for a few milliseconds; give the port a moment before calling it taken.
+        deadline = time.monotonic() + timeout
+        while port_accepts(HOST, port, timeout=0.2):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def stop_service(self, name: Service, sig: int = signal.SIGTERM) -> str:
         """Stop one service (``sig=SIGKILL`` simulates a crash); returns ``"stopped"``/``"not running"``."""
