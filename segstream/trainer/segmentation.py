@@ -1,0 +1,326 @@
+"""Customer segmentation: signed log1p -> StandardScaler -> PCA -> K-Means, with k chosen from the data.
+
+Choosing k. For every k in ``k_range`` K-Means is fitted on a fixed-seed sample (``search_sample`` rows);
+its inertia gives the elbow curve and the silhouette (on at most ``silhouette_sample`` of those rows) the
+silhouette curve; both are kept. The elbow is found with ``kneed`` (convex, decreasing). The knee is taken
+when its silhouette is within ``knee_tolerance`` (default 0.05) of the best silhouette, because the knee
+gives the fewest segments that explain the data and a small silhouette loss is worth that; otherwise (or
+when there is no knee) the k with the best silhouette (smallest k on a tie). ``k=`` forces a value (the
+curves are still computed, for the report). The final K-Means is fitted on all customers.
+
+Components: PCA keeps the fewest components whose cumulative explained variance reaches
+``variance_threshold`` (default 0.90), and at least two so the dashboard can draw a scatter.
+
+Scoring goes through :class:`segstream.models.scoring.SegmentScorer` (numpy, equal to sklearn), and the
+training labels are computed with it so they are exactly what the stream would say for the same rows.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from kneed import KneeLocator
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+
+from segstream.models.features import FEATURE_NAMES
+from segstream.models.scoring import SegmentScorer, signed_expm1, signed_log1p
+from segstream.trainer.errors import TrainerError
+from segstream.trainer.naming import comparable, initial_ids, match_ids, name_segments
+
+# The features K-Means sees. The window counts and the CLV columns are left out: they are near-duplicates
+# of these (spend_365d ~ monetary for most customers, clv_historical == monetary) and would give those
+# directions double weight.
+CLUSTER_FEATURES: tuple[str, ...] = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "aov",
+    "tenure_days",
+    "purchase_rate",
+    "spend_365d",
+    "returns_count",
+)
+
+
+class SegmentationError(TrainerError):
+    """The features cannot be segmented (too few customers, missing columns, non-finite values)."""
+
+
+@dataclass
+class SegmentationModel:
+    """A fitted segmentation and everything reported about it.
+
+    Attributes:
+        scaler, pca, kmeans: The fitted sklearn objects.
+        scorer: The numpy scorer used everywhere at prediction time.
+        cluster_features: The clustered features, in column order.
+        k: Number of segments; ``k_reason`` says how it was chosen.
+        silhouette: Silhouette of the final model on the fixed-seed sample.
+        inertia_by_k, silhouette_by_k: The search curves (inertia on the search sample).
+        explained_variance_ratio: Ratios of the kept components; ``explained_variance_ratio_all`` of all.
+        centroids: Segment id -> centroid in original feature units (back through PCA, scaler, log).
+        profiles: Segment id -> median of every feature over its members.
+        names: Segment id -> name. sizes: segment id -> number of customers.
+        labels: Segment id of every training customer (index customer_id).
+        used_ids: Every segment id used by this model or an earlier one (fresh ids start above these).
+    """
+
+    scaler: StandardScaler
+    pca: PCA
+    kmeans: KMeans
+    scorer: SegmentScorer
+    cluster_features: tuple[str, ...]
+    k: int
+    k_reason: str
+    silhouette: float
+    inertia_by_k: dict[int, float]
+    silhouette_by_k: dict[int, float]
+    explained_variance_ratio: list[float]
+    explained_variance_ratio_all: list[float]
+    centroids: pd.DataFrame
+    profiles: pd.DataFrame
+    names: dict[int, str]
+    sizes: dict[int, int]
+    labels: pd.Series
+    used_ids: list[int] = field(default_factory=list)
+
+    @property
+    def n_components(self) -> int:
+        """Number of PCA components kept."""
+        return len(self.explained_variance_ratio)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """``metrics.segmentation`` of the manifest (JSON-ready: plain numbers, string keys)."""
+        return {
+            "k": int(self.k),
+            "k_reason": self.k_reason,
+            "silhouette": float(self.silhouette),
+            "inertia_by_k": {str(k): float(v) for k, v in self.inertia_by_k.items()},
+            "silhouette_by_k": {str(k): float(v) for k, v in self.silhouette_by_k.items()},
+            "explained_variance_ratio": [float(v) for v in self.explained_variance_ratio],
+            "n_components": int(self.n_components),
+            "cluster_features": list(self.cluster_features),
+            "sizes": {str(k): int(v) for k, v in self.sizes.items()},
+        }
+
+
+def _silhouette(z: np.ndarray, labels: np.ndarray) -> float:
+    return silhouettes(z, [labels])[0]
+
+
+def silhouettes(z: np.ndarray, labelings: list[np.ndarray], chunk: int = 1000) -> list[float]:
+    """Mean silhouette of several labelings of the same rows, computing the distances only once.
+
+    Same definition as ``sklearn.metrics.silhouette_score`` (euclidean; 0 for a one-member cluster), but
+    one pass over the pairwise distances serves every k of the search, which makes the search several
+    times faster than one sklearn call per k. A labeling with a single cluster scores -1 (no silhouette;
+    -1 keeps the curve JSON-clean).
+    """
+    n = len(z)
+    onehots, offsets, counts = [], [0], []
+    for lab in labelings:
+        ks = int(lab.max()) + 1
+        onehots.append(np.eye(ks)[lab])
+        offsets.append(offsets[-1] + ks)
+        counts.append(np.bincount(lab, minlength=ks).astype(np.float64))
+    member = np.hstack(onehots)
+    sq = np.einsum("ij,ij->i", z, z)
+    scores = [np.zeros(n) for _ in labelings]
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        d2 = sq[start:stop, None] + sq[None, :] - 2.0 * (z[start:stop] @ z.T)
+        dist = np.sqrt(np.maximum(d2, 0.0))
+        dist[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        sums = dist @ member
+        for j, lab in enumerate(labelings):
+            own = lab[start:stop]
+            per = sums[:, offsets[j] : offsets[j + 1]]
+            rows = np.arange(stop - start)
+            size = counts[j][own]
+            a = per[rows, own] / np.maximum(size - 1.0, 1.0)
+            mean_other = per / np.where(counts[j] > 0, counts[j], np.inf)
+            mean_other[rows, own] = np.inf
+            b = mean_other.min(axis=1)
+            denom = np.maximum(a, b)
+            s = np.where(denom > 0, (b - a) / np.where(denom > 0, denom, 1.0), 0.0)
+            scores[j][start:stop] = np.where(size > 1, s, 0.0)
+    return [float(s.mean()) if len(np.unique(lab)) >= 2 else -1.0 for s, lab in zip(scores, labelings, strict=True)]
+
+
+def search_k(
+    z: np.ndarray, k_range: range, seed: int, silhouette_rows: int, n_init: int = 2
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Inertia and silhouette for each k on ``z`` (already the sample); silhouette on its first rows."""
+    inertia: dict[int, float] = {}
+    labelings: list[np.ndarray] = []
+    for k in k_range:
+        if k >= len(z):
+            break
+        km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(z)
+        inertia[k] = float(km.inertia_)
+        labelings.append(km.labels_[:silhouette_rows])
+    values = silhouettes(z[:silhouette_rows], labelings) if labelings else []
+    return inertia, dict(zip(inertia, values, strict=True))
+
+
+def choose_k(
+    inertia_by_k: dict[int, float], silhouette_by_k: dict[int, float], knee_tolerance: float = 0.05
+) -> tuple[int, str]:
+    """The knee of the inertia curve if its silhouette is within tolerance of the best, else the best."""
+    ks = sorted(inertia_by_k)
+    best = max(ks, key=lambda k: (silhouette_by_k[k], -k))
+    knee = None
+    if len(ks) >= 3:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # kneed warns when it finds no knee; None says the same
+            found = KneeLocator(ks, [inertia_by_k[k] for k in ks], curve="convex", direction="decreasing").knee
+        knee = None if found is None else int(found)
+    if knee is not None and silhouette_by_k[knee] >= silhouette_by_k[best] - knee_tolerance:
+        return knee, f"knee of inertia (silhouette within {knee_tolerance} of best k={best})"
+    return best, "best silhouette" + ("" if knee is None else f" (knee k={knee} too far below)")
+
+
+def _matrix(features: pd.DataFrame) -> np.ndarray:
+    missing = [f for f in FEATURE_NAMES if f not in features.columns]
+    if missing:
+        raise SegmentationError(f"features table lacks column(s) {missing}")
+    x = features[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise SegmentationError(f"feature {FEATURE_NAMES[col]!r} is not finite for customer {features.index[row]!r}")
+    return x
+
+
+def fit_segmentation(
+    features: pd.DataFrame,
+    k_range: range = range(2, 9),
+    k: int | None = None,
+    previous: SegmentationModel | None = None,
+    seed: int = 0,
+    *,
+    variance_threshold: float = 0.90,
+    search_sample: int = 20_000,
+    silhouette_sample: int = 10_000,
+    knee_tolerance: float = 0.05,
+    n_init: int = 4,
+    max_match_distance: float = 1.0,
+) -> SegmentationModel:
+    """Fit the segmentation on a features table (``batch_features`` output).
+
+    Args:
+        features: Float features indexed by customer_id with every FEATURE_NAMES column.
+        k_range: Candidate numbers of segments.
+        k: Force this number of segments instead of choosing one.
+        previous: The previous bundle's model; matched segments keep its ids (see ``naming``).
+        seed: Seed for sampling, K-Means and PCA.
+        variance_threshold: Cumulative explained variance the kept PCA components must reach.
+        search_sample: Rows the k search fits on (the final fit uses all rows).
+        silhouette_sample: Rows the silhouettes are computed on.
+        knee_tolerance: How much silhouette the knee may give up against the best k.
+        n_init: K-Means restarts of the final fit.
+        max_match_distance: See :func:`segstream.trainer.naming.match_ids`.
+
+    Returns:
+        The fitted :class:`SegmentationModel`.
+    """
+    x = _matrix(features)
+    n = len(x)
+    smallest = k if k is not None else min(k_range, default=2)
+    if k is not None and k < 1:
+        raise SegmentationError(f"k must be at least 1, got {k}")
+    if n < max(smallest, 2) + 1:
+        raise SegmentationError(f"{n} customers are too few to segment into {smallest} segments")
+    cols = [FEATURE_NAMES.index(f) for f in CLUSTER_FEATURES]
+    t = signed_log1p(x[:, cols])
+    scaler = StandardScaler().fit(t)
+    s = scaler.transform(t)
+    ratios_all = PCA(svd_solver="full").fit(s).explained_variance_ratio_
+    n_comp = int(np.searchsorted(np.cumsum(ratios_all), variance_threshold - 1e-12) + 1)
+    n_comp = min(max(n_comp, 2), len(cols))
+    pca = PCA(n_components=n_comp, svd_solver="full", random_state=seed).fit(s)
+    z = pca.transform(s)
+
+    rng = np.random.default_rng(seed)
+    sample = rng.permutation(n)[: min(n, search_sample)]
+    sil_rows = min(len(sample), silhouette_sample)
+    inertia_by_k, silhouette_by_k = search_k(z[sample], k_range, seed, sil_rows)
+    if k is not None:
+        chosen, reason = k, "forced"
+    elif not inertia_by_k:
+        raise SegmentationError(f"no k in {list(k_range)} fits {n} customers")
+    else:
+        chosen, reason = choose_k(inertia_by_k, silhouette_by_k, knee_tolerance)
+
+    kmeans = KMeans(n_clusters=chosen, n_init=n_init, random_state=seed).fit(z)
+    raw_labels = list(range(chosen))
+    back = signed_expm1(scaler.inverse_transform(pca.inverse_transform(kmeans.cluster_centers_)))
+    by_label = pd.DataFrame(back, index=raw_labels, columns=list(CLUSTER_FEATURES))
+
+    label_to_id = _assign_ids(by_label, scaler, previous, max_match_distance)
+    id_of = np.array([label_to_id[lab] for lab in raw_labels], dtype=np.int64)
+    centroids = by_label.set_axis(id_of, axis=0).sort_index()
+    centroids.index.name = "segment"
+    population = pd.DataFrame(x[:, cols], columns=list(CLUSTER_FEATURES))
+    names = name_segments(centroids, population)
+    scorer = SegmentScorer(scaler, pca, kmeans, CLUSTER_FEATURES, id_of, names)
+
+    labels = scorer.predict_labels(x)
+    silhouette = _silhouette(z[sample[:sil_rows]], labels[sample[:sil_rows]])
+    ids = pd.Series(id_of[labels], index=features.index, name="segment")
+    sizes = {int(i): int((ids == i).sum()) for i in centroids.index}
+    profiles = features[list(FEATURE_NAMES)].groupby(ids.to_numpy()).median().reindex(centroids.index)
+    used = sorted({*map(int, id_of), *(previous.used_ids if previous else [])})
+    return SegmentationModel(
+        scaler=scaler,
+        pca=pca,
+        kmeans=kmeans,
+        scorer=scorer,
+        cluster_features=CLUSTER_FEATURES,
+        k=chosen,
+        k_reason=reason,
+        silhouette=silhouette,
+        inertia_by_k=inertia_by_k,
+        silhouette_by_k=silhouette_by_k,
+        explained_variance_ratio=[float(v) for v in pca.explained_variance_ratio_],
+        explained_variance_ratio_all=[float(v) for v in ratios_all],
+        centroids=centroids,
+        profiles=profiles,
+        names=names,
+        sizes=sizes,
+        labels=ids,
+        used_ids=used,
+    )
+
+
+def _assign_ids(
+    by_label: pd.DataFrame, scaler: StandardScaler, previous: SegmentationModel | None, max_match_distance: float
+) -> dict[int, int]:
+    """Label -> stable id: Hungarian match against the previous centroids, else by monetary."""
+    if previous is None:
+        return initial_ids(by_label)
+    old = previous.centroids
+    new_z = comparable(by_label, scaler.mean_, scaler.scale_)
+    order_key = list(-by_label["monetary"].to_numpy())
+    if list(old.columns) != list(by_label.columns):
+        # Different clustered features: nothing is comparable, every segment is new.
+        return match_ids(
+            new_z, list(by_label.index), np.empty((0, new_z.shape[1])), [], order_key, used_ids=previous.used_ids
+        )
+    old_z = comparable(old, scaler.mean_, scaler.scale_)
+    return match_ids(
+        new_z,
+        list(by_label.index),
+        old_z,
+        [int(i) for i in old.index],
+        order_key,
+        max_match_distance,
+        used_ids=previous.used_ids,
+    )
