@@ -308,3 +308,5 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
             out.to_csv(path, index=False)
     except OSError as exc:
         raise DataFileError(f"file {path}: cannot write ({exc.strerror or exc})") from None
+    except (TypeError, ValueError) as exc:  # pyarrow's type errors on mixed object columns
+        raise DataFileError(f"file {path}: cannot write ({exc})") from None
