@@ -62,6 +62,15 @@ def _full_matrix(x: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _select(x: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """The model's columns as a C-contiguous copy.
+
+    Layout matters for exactness: BLAS may sum a dot product in a different order for a Fortran-ordered
+    operand, so every scorer (and the trainer, before fitting) works on C-ordered column subsets.
+    """
+    return np.ascontiguousarray(_full_matrix(x)[:, columns])
+
+
 class SegmentScorer:
     """signed log1p -> StandardScaler -> PCA -> nearest K-Means centre -> stable segment id.
 
@@ -101,8 +110,7 @@ class SegmentScorer:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """PCA coordinates (n, n_components) of full feature rows."""
-        arr = _full_matrix(x)
-        sub = arr[:, self.columns]
+        sub = _select(x, self.columns)
         if not np.isfinite(sub).all():
             bad = int(np.argwhere(~np.isfinite(sub))[0][1])
             raise FeatureSpecError(f"feature {self.feature_names[bad]!r} has a non-finite value")
@@ -167,7 +175,7 @@ class TreeScorer:
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Leaf index of every row."""
-        sub = _full_matrix(x)[:, self.columns].astype(np.float32)
+        sub = _select(x, self.columns).astype(np.float32)
         node = np.zeros(len(sub), dtype=np.intp)
         active = np.arange(len(sub))
         for _ in range(self.max_depth + 1):
@@ -221,7 +229,7 @@ class LinearPurchaseScorer:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted spend of every row."""
-        return _full_matrix(x)[:, self.columns] @ self.coef + self.intercept
+        return _select(x, self.columns) @ self.coef + self.intercept
 
 
 class EstimatorPurchaseScorer:
@@ -235,4 +243,4 @@ class EstimatorPurchaseScorer:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted spend of every row."""
-        return np.asarray(self.model.predict(_full_matrix(x)[:, self.columns]), dtype=np.float64)
+        return np.asarray(self.model.predict(_select(x, self.columns)), dtype=np.float64)

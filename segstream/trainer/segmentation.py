@@ -239,7 +239,7 @@ def fit_segmentation(
     if n < max(smallest, 2) + 1:
         raise SegmentationError(f"{n} customers are too few to segment into {smallest} segments")
     cols = [FEATURE_NAMES.index(f) for f in CLUSTER_FEATURES]
-    t = signed_log1p(x[:, cols])
+    t = signed_log1p(np.ascontiguousarray(x[:, cols]))  # C order, as the scorer uses
     scaler = StandardScaler().fit(t)
     s = scaler.transform(t)
     ratios_all = PCA(svd_solver="full").fit(s).explained_variance_ratio_
