@@ -119,13 +119,14 @@ def topics_group() -> None:
 
 @topics_group.command("create")
 @click.option("--partitions", type=click.IntRange(min=1), default=None, help="Partitions for new topics.")
-def topics_create(partitions: int | None) -> None:
+@click.option("--connect-timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the broker.")
+def topics_create(partitions: int | None, connect_timeout: float) -> None:
     """Create the pipeline topics on SEGSTREAM_KAFKA_BOOTSTRAP_SERVERS (existing topics are kept)."""
     from segstream.settings import Settings
     from segstream.streams.topics import create_topics
 
     settings = Settings.load()
-    created = create_topics(settings.kafka, settings.topics, partitions)
+    created = create_topics(settings.kafka, settings.topics, partitions, connect_timeout)
     existing = [name for name in settings.topics.names() if name not in created]
     click.echo(f"created: {', '.join(created) if created else 'none'}")
     click.echo(f"already existed: {', '.join(existing) if existing else 'none'}")

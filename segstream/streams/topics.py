@@ -21,18 +21,26 @@ class TopicError(SegstreamError):
     """Topics could not be created or did not appear (message names the broker and the topics)."""
 
 
-def _admin(kafka: KafkaSettings) -> Any:
+def _admin(kafka: KafkaSettings, connect_timeout: float) -> Any:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    kwargs = kafka.kafka_python_kwargs()
+    # kafka-python >= 3 waits 30 s by default for an unreachable broker; a CLI user wants to know sooner.
+    if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:
+        kwargs["bootstrap_timeout_ms"] = int(connect_timeout * 1000)
     try:
-        return KafkaAdminClient(**kafka.kafka_python_kwargs())
+        return KafkaAdminClient(**kwargs)
     except KafkaError as exc:
         raise TopicError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
 
 
 def ensure_topics(
-    kafka: KafkaSettings, names: Iterable[str], partitions: int = 4, replication_factor: int = 1
+    kafka: KafkaSettings,
+    names: Iterable[str],
+    partitions: int = 4,
+    replication_factor: int = 1,
+    connect_timeout: float = 10.0,
 ) -> list[str]:
     """Create every topic in ``names`` that does not exist yet.
 
@@ -41,6 +49,7 @@ def ensure_topics(
         names: topic names.
         partitions: partition count for new topics (existing topics are left as they are).
         replication_factor: replication factor for new topics (1 for the embedded broker).
+        connect_timeout: seconds to wait for an unreachable broker before giving up.
 
     Returns:
         The names that were created by this call, in the given order.
@@ -52,7 +61,7 @@ def ensure_topics(
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     wanted = list(dict.fromkeys(names))
-    admin = _admin(kafka)
+    admin = _admin(kafka, connect_timeout)
     try:
         existing = set(admin.list_topics())
         created: list[str] = []
@@ -72,13 +81,16 @@ def ensure_topics(
         admin.close()
 
 
-def create_topics(kafka: KafkaSettings, topics: TopicSettings, partitions: int | None = None) -> list[str]:
+def create_topics(
+    kafka: KafkaSettings, topics: TopicSettings, partitions: int | None = None, connect_timeout: float = 10.0
+) -> list[str]:
     """Create all topics named in ``topics`` (idempotent).
 
     Args:
         kafka: connection settings.
         topics: topic names, default partitions and replication factor.
         partitions: overrides ``topics.partitions`` for topics created now.
+        connect_timeout: seconds to wait for an unreachable broker before giving up.
 
     Returns:
         The names created by this call (empty when all existed).
@@ -89,7 +101,7 @@ def create_topics(kafka: KafkaSettings, topics: TopicSettings, partitions: int |
     count = partitions if partitions is not None else topics.partitions
     if count < 1:
         raise TopicError(f"partitions must be >= 1, got {count}")
-    return ensure_topics(kafka, topics.names(), count, topics.replication_factor)
+    return ensure_topics(kafka, topics.names(), count, topics.replication_factor, connect_timeout)
 
 
 def wait_for_topics(kafka: KafkaSettings, names: Iterable[str], timeout: float = 10.0) -> dict[str, int]:
@@ -103,7 +115,7 @@ def wait_for_topics(kafka: KafkaSettings, names: Iterable[str], timeout: float =
     """
     wanted = list(dict.fromkeys(names))
     deadline = time.monotonic() + timeout
-    admin = _admin(kafka)
+    admin = _admin(kafka, timeout)
     try:
         while True:
             ready: dict[str, int] = {}
