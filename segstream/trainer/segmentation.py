@@ -145,7 +145,10 @@ def silhouettes(z: np.ndarray, labelings: list[np.ndarray], chunk: int = 1000) -
             rows = np.arange(stop - start)
             size = counts[j][own]
             a = per[rows, own] / np.maximum(size - 1.0, 1.0)
-            mean_other = per / np.where(counts[j] > 0, counts[j], np.inf)
+            if (counts[j] > 0).sum() < 2:
+                continue  # one cluster: no silhouette (reported as -1 below)
+            # An empty cluster (possible in a sample) is never the nearest other cluster.
+            mean_other = np.where(counts[j] > 0, per / np.maximum(counts[j], 1.0), np.inf)
             mean_other[rows, own] = np.inf
             b = mean_other.min(axis=1)
             denom = np.maximum(a, b)
