@@ -275,6 +275,8 @@ class ModelSettings(BaseSettings):
 
     root: Path = Path(".segstream/models")
     signing_key: SecretStr | None = None
+    # Refuse unsigned bundles even when no key is configured here (a deployment guard).
+    require_signature: bool = False
 
 
 class WorkerSettings(BaseSettings):
