@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,11 +111,13 @@ def load_bundle(
     expected_feature_hash: str | None = None,
     signing_key: bytes | None = None,
     require_signature: bool = False,
+    only: Sequence[str] | None = None,
 ) -> LoadedBundle:
     """Verify a bundle (see :func:`verify_bundle`), then unpickle all of its artifacts.
 
     The artifact bytes are read once, hashed, and unpickled from memory, so a file swapped between the
-    check and the load cannot slip through.
+    check and the load cannot slip through. Every artifact is verified; with ``only``, just those named are
+    unpickled (the worker loads the pure ``serving`` artifact and never imports trainer classes).
 
     Raises:
         BundleError: Verification failed (nothing was unpickled) or an artifact failed to unpickle.
@@ -124,7 +127,11 @@ def load_bundle(
     path = Path(path).resolve()
     manifest, blobs = _verify(path, expected_feature_hash, signing_key, require_signature, keep=True)
     loaded: dict[str, Any] = {}
-    for name, entry in manifest.artifacts.items():
+    wanted = manifest.artifacts if only is None else {n: manifest.artifacts[n] for n in only if n in manifest.artifacts}
+    missing = sorted(set(only or ()) - set(wanted))
+    if missing:
+        raise BundleError(f"{path}: bundle has no artifact {', '.join(map(repr, missing))}")
+    for name, entry in wanted.items():
         try:
             loaded[name] = joblib.load(io.BytesIO(blobs[name]))
         except Exception as exc:  # unpickling can raise anything; report which artifact

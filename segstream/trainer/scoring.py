@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from segstream.models.bundle import load_bundle
 from segstream.models.features import FEATURE_SPEC, batch_features
+from segstream.models.serving import SERVING, ServingModels
 
+# Names of the trainer's own artifacts in a bundle (beside the pure SERVING one).
 SEGMENTATION = "segmentation"
 PURCHASE = "purchase"
 
@@ -23,15 +24,16 @@ def score_customers(bundle: Path, events: pd.DataFrame, signing_key: bytes | Non
     Raises:
         BundleError: The bundle fails verification or was trained on another feature spec.
     """
-    loaded = load_bundle(Path(bundle), expected_feature_hash=FEATURE_SPEC.hash, signing_key=signing_key)
-    segmentation = loaded.artifact(SEGMENTATION)
-    purchase = loaded.artifact(PURCHASE)
+    loaded = load_bundle(
+        Path(bundle), expected_feature_hash=FEATURE_SPEC.hash, signing_key=signing_key, only=[SERVING]
+    )
+    serving: ServingModels = loaded.artifact(SERVING)
     features = batch_features(events)
     x = features.to_numpy()
     table = features.copy()
-    table["segment"] = segmentation.scorer.predict_segment(x)
-    table["segment_name"] = table["segment"].map(segmentation.names)
-    table["predicted_spend_90d"] = np.asarray(purchase.predict(x), dtype=np.float64)
+    table["segment"] = serving.predict_segments(x)
+    table["segment_name"] = table["segment"].map(serving.names)
+    table["predicted_spend_90d"] = serving.predict_spend(x)
     table["model_version"] = loaded.version
     table["as_of"] = pd.Timestamp(features.attrs["as_of_ms"], unit="ms", tz="UTC")
     return table.reset_index()

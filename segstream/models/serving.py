@@ -1,0 +1,58 @@
+"""What the online side needs from a bundle, in pure ``models`` classes.
+
+The trainer's own result objects (``SegmentationModel`` and friends) live in ``segstream.trainer``;
+unpickling them would make the worker import the trainer. The trainer therefore also stores one
+:class:`ServingModels` artifact, built only from ``segstream.models`` scorers, and the worker and dashboard
+load just that one (``load_bundle(..., only=[SERVING])``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from segstream.models.scoring import SegmentScorer, TreeScorer
+
+SERVING = "serving"
+
+
+@dataclass
+class ServingModels:
+    """The scorers and reference numbers the worker and the dashboard use.
+
+    Attributes:
+        segments: K-Means scorer: full feature rows -> stable segment ids (and PCA coordinates).
+        tree: The entropy decision tree that explains segments (what-if decision paths).
+        purchase: Predicted next-90-day spend from full feature rows (has ``predict``).
+        names: Segment id -> human name.
+        training_mix: Segment id -> share of training customers (the drift reference).
+        as_of_ms: The training data's as-of time.
+    """
+
+    segments: SegmentScorer
+    tree: TreeScorer
+    purchase: Any
+    names: dict[int, str]
+    training_mix: dict[int, float] = field(default_factory=dict)
+    as_of_ms: int = 0
+
+    def segment_name(self, segment: int | None) -> str | None:
+        """The name of a segment id (None for None)."""
+        return None if segment is None else self.names.get(int(segment), f"segment {segment}")
+
+    def predict_segments(self, x: np.ndarray) -> np.ndarray:
+        """Segment ids of full feature rows."""
+        return self.segments.predict_segment(x)
+
+    def predict_spend(self, x: np.ndarray) -> np.ndarray:
+        """Predicted next-90-day net spend of full feature rows."""
+        return np.asarray(self.purchase.predict(x), dtype=np.float64)
+
+
+def training_mix(sizes: Mapping[int, int]) -> dict[int, float]:
+    """Segment shares from segment sizes."""
+    total = sum(sizes.values()) or 1
+    return {int(k): v / total for k, v in sizes.items()}
