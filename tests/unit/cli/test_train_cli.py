@@ -19,7 +19,9 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     runner = CliRunner()
     history = root / "history.csv"
-    result = runner.invoke(cli, ["generate", "--customers", "400", "--days", "420", "--seed", "5", "--out", str(history)])
+    result = runner.invoke(
+        cli, ["generate", "--customers", "400", "--days", "420", "--seed", "5", "--out", str(history)]
+    )
     assert result.exit_code == 0, result.output
     bundle = root / "models" / "b1"
     result = runner.invoke(cli, ["train", "--data", str(history), "--out", str(bundle), "--horizon", "14"])
