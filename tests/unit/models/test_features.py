@@ -122,10 +122,26 @@ def test_spec_is_pinned():
 
 
 def test_features_broadcast_scalar_as_of():
-    agg = {name: np.zeros(3, dtype=np.int64) for name in
-           ("first_ts", "last_ts", "first_purchase_ts", "last_purchase_ts", "purchases", "gross_cents",
-            "net_cents", "returns", "returns_cents", "net_cents_30d", "net_cents_90d", "net_cents_365d",
-            "purchases_30d", "purchases_90d", "purchases_365d")}
+    agg = {
+        name: np.zeros(3, dtype=np.int64)
+        for name in (
+            "first_ts",
+            "last_ts",
+            "first_purchase_ts",
+            "last_purchase_ts",
+            "purchases",
+            "gross_cents",
+            "net_cents",
+            "returns",
+            "returns_cents",
+            "net_cents_30d",
+            "net_cents_90d",
+            "net_cents_365d",
+            "purchases_30d",
+            "purchases_90d",
+            "purchases_365d",
+        )
+    }
     assert features_from_aggregates(agg, 0).shape == (3, len(FEATURE_NAMES))
 
 
