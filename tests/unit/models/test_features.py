@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from segstream.models.customer_state import CustomerState, features_of_states, fold_events
 from segstream.models.features import (
+    AGGREGATE_FIELDS,
     DAY_MS,
     FEATURE_NAMES,
     FEATURE_SPEC,
@@ -122,26 +123,7 @@ def test_spec_is_pinned():
 
 
 def test_features_broadcast_scalar_as_of():
-    agg = {
-        name: np.zeros(3, dtype=np.int64)
-        for name in (
-            "first_ts",
-            "last_ts",
-            "first_purchase_ts",
-            "last_purchase_ts",
-            "purchases",
-            "gross_cents",
-            "net_cents",
-            "returns",
-            "returns_cents",
-            "net_cents_30d",
-            "net_cents_90d",
-            "net_cents_365d",
-            "purchases_30d",
-            "purchases_90d",
-            "purchases_365d",
-        )
-    }
+    agg = {name: np.zeros(3, dtype=np.int64) for name in AGGREGATE_FIELDS}
     assert features_from_aggregates(agg, 0).shape == (3, len(FEATURE_NAMES))
 
 
