@@ -1,0 +1,97 @@
+"""Turn the worker's ``monitoring`` records into tidy frames for the Live page.
+
+Field names are read leniently (``events_per_s`` or ``events_per_second``, ``segment_mix`` or
+``segment_distribution`` ...) so the page keeps working while the record format settles; a field that is
+absent is simply not shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+# Column -> accepted field names (first found wins); nested "a.b" paths allowed.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "events_per_s": ("events_per_s", "events_per_second", "rate.events_per_s", "throughput"),
+    "processed": ("processed", "events_processed", "processed_total", "counts.processed"),
+    "dead_letters": ("dead_letters", "dead_letters_total", "counts.dead_letters"),
+    "duplicates": ("duplicates", "duplicates_skipped", "duplicates_total", "counts.duplicates"),
+    "lag": ("consumer_lag", "lag", "lag_total", "lag.total"),
+    "drift_psi": ("drift_psi", "psi", "drift.psi", "drift_score", "drift"),
+    "model_version": ("model_version",),
+}
+_MIX_FIELDS = ("segment_mix", "segment_distribution", "segments", "segment_counts", "mix")
+_TIME_FIELDS = ("generated_at", "time", "timestamp", "at", "emitted_at")
+
+
+def record_time(record: Mapping[str, Any]) -> pd.Timestamp:
+    """When a record was made: its own time field if any, else the Kafka record time (UTC)."""
+    for name in _TIME_FIELDS:
+        value = record.get(name)
+        if value is not None:
+            try:
+                if isinstance(value, int | float):
+                    return pd.Timestamp(int(value), unit="ms" if value > 1e11 else "s", tz="UTC")
+                return (
+                    pd.Timestamp(value).tz_convert("UTC")
+                    if pd.Timestamp(value).tzinfo
+                    else pd.Timestamp(value, tz="UTC")
+                )
+            except (ValueError, TypeError):
+                continue
+    return pd.Timestamp(int(record.get("_timestamp_ms", 0)), unit="ms", tz="UTC")
+
+
+def monitoring_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per record: ``time`` plus whichever of :data:`FIELDS` the records carry, oldest first."""
+    rows = []
+    for record in records:
+        row: dict[str, Any] = {"time": record_time(record)}
+        for column, names in FIELDS.items():
+            value = _first(record, names)
+            if isinstance(value, Mapping):  # e.g. lag per partition, drift with details
+                value = _first(value, ("total", "psi", "value", "score")) if column != "lag" else _sum(value)
+            if value is not None:
+                row[column] = value
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("time").reset_index(drop=True) if rows else pd.DataFrame(columns=["time"])
+
+
+def mix_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Long frame ``time, segment, share`` of the segment mix in each record that has one."""
+    rows = []
+    for record in records:
+        mix = _first(record, _MIX_FIELDS)
+        if isinstance(mix, Mapping) and isinstance(mix.get("live"), Mapping):
+            mix = mix["live"]  # {"live": {...}, "training": {...}}
+        if not isinstance(mix, Mapping) or not mix:
+            continue
+        counts = {}
+        for key, value in mix.items():
+            try:
+                counts[int(str(key).rsplit(":", 1)[-1])] = float(value)
+            except (TypeError, ValueError):
+                continue
+        total = sum(counts.values())
+        if total <= 0:
+            continue
+        when = record_time(record)
+        rows += [(when, segment, value / total) for segment, value in counts.items()]
+    return pd.DataFrame(rows, columns=["time", "segment", "share"])
+
+
+def _first(record: Mapping[str, Any], names: Sequence[str]) -> Any:
+    for name in names:
+        value: Any = record
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if value is not None:
+            return value
+    return None
+
+
+def _sum(values: Mapping[str, Any]) -> float | None:
+    numbers = [float(v) for v in values.values() if isinstance(v, int | float)]
+    return sum(numbers) if numbers else None
