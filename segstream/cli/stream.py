@@ -1,0 +1,227 @@
+"""Streaming commands: ``worker``, ``replay``, ``customer``, ``rescore`` and ``demo``.
+
+Thin: parse options, build settings, call into ``segstream.streams`` (and the trainer's loader for
+``replay``), map errors to exit codes. Heavy imports stay inside the functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import click
+
+
+def _settings() -> Any:
+    from segstream.settings import Settings
+
+    return Settings.load()
+
+
+@click.command()
+@click.option(
+    "--loglevel",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Log level of the worker.",
+)
+@click.option(
+    "--web-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface for /health, /metrics and /customers/{id} (port: SEGSTREAM_WEB_PORT).",
+)
+@click.option("--no-uvloop", is_flag=True, help="Use the default asyncio loop even when uvloop is installed.")
+def worker(loglevel: str, web_host: str, no_uvloop: bool) -> None:
+    """Run the streaming worker: consume transactions, score, emit changes, forecasts and monitoring."""
+    from segstream.streams.app import create_worker, run_worker, use_uvloop
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    loop_kind = "asyncio" if no_uvloop else use_uvloop()
+    if loop_kind == "asyncio":
+        asyncio.set_event_loop(asyncio.new_event_loop())
+    settings = _settings()
+    app, runtime = create_worker(settings, web_host=web_host)
+    click.echo(
+        f"worker {runtime.worker_id}: group {settings.worker.group_id}, topic "
+        f"{settings.topics.transactions}, models {settings.models.root}, loop {loop_kind}",
+        err=True,
+    )
+    run_worker(app, loglevel=loglevel)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=str))
+@click.option(
+    "--map",
+    "map",
+    multiple=True,
+    metavar="CANONICAL=SOURCE",
+    help="Use column SOURCE of the file as CANONICAL (as for train). Repeatable.",
+)
+@click.option("--preset", type=click.Choice(["online-retail"]), default=None, help="A known export layout.")
+@click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="Messages per second.")
+@click.option("--max-speed", is_flag=True, help="As fast as the client can (the default without --rate).")
+@click.option("--topic", default=None, help="Target topic (default: SEGSTREAM_TOPIC_TRANSACTIONS).")
+def replay(
+    file: str, map: tuple[str, ...], preset: str | None, rate: float | None, max_speed: bool, topic: str | None
+) -> None:
+    """Produce a history FILE (CSV/Parquet, same loader and --map as train) to Kafka in timestamp order."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from segstream.cli.data import load_and_clean
+    from segstream.streams.replay import records_from_frame
+    from segstream.streams.replay import replay as produce
+
+    if rate is not None and max_speed:
+        raise click.UsageError("use either --rate or --max-speed")
+    settings = _settings()
+    events, _ = load_and_clean(file, map, preset, echo=False)
+    records = records_from_frame(events)
+    target = topic or settings.topics.transactions
+    columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("replay", total=len(records))
+        result = produce(records, settings.kafka, target, rate=rate,
+                         progress=lambda n: bar.update(task, completed=n))  # fmt: skip
+    click.echo(f"sent {result.sent:,} events to {target} in {result.seconds:.1f}s ({result.rate:,.0f}/s)")
+
+
+async def _with_store(settings: Any, action: Any) -> Any:
+    from segstream.streams.state import open_store
+
+    store = open_store(settings.redis.url, prefix=settings.redis.key_prefix, **settings.redis.client_kwargs())
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+def _active_model(settings: Any, required: bool) -> Any:
+    from segstream.streams.bundle_watch import ModelHolder
+
+    key = settings.models.signing_key.get_secret_value().encode() if settings.models.signing_key else None
+    holder = ModelHolder(settings.models.root, signing_key=key, require_signature=settings.models.require_signature)
+    holder.poll()
+    if required:
+        return holder.require()
+    return holder.active
+
+
+@click.command()
+@click.argument("customer_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (frequency, monetary, segment, ...).")
+def customer(customer_id: str, as_json: bool) -> None:
+    """Show a customer's live features, segment and recent changes from Redis."""
+    from segstream.models.events import is_valid_customer_id
+    from segstream.streams.customers import customer_document
+    from segstream.streams.errors import StreamsError
+
+    if not is_valid_customer_id(customer_id):
+        raise StreamsError(f"customer id {customer_id!r} is not valid (printable, no spaces, 1..128 chars)")
+    settings = _settings()
+    model = _active_model(settings, required=False)
+    doc = _run_store_call(settings, lambda store: customer_document(store, customer_id, model))
+    if doc is None:
+        raise StreamsError(f"customer {customer_id!r} is not in the live state at {_redis_where(settings)}")
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    _print_customer(doc)
+
+
+def _redis_where(settings: Any) -> str:
+    from segstream.settings import redact_url
+
+    return redact_url(settings.redis.url)
+
+
+def _run_store_call(settings: Any, action: Any) -> Any:
+    import redis.exceptions
+
+    from segstream.streams.errors import StoreUnavailableError
+
+    try:
+        return asyncio.run(_with_store(settings, action))
+    except (redis.exceptions.ConnectionError, OSError) as exc:
+        raise StoreUnavailableError(f"Redis at {_redis_where(settings)} is not reachable ({exc})") from exc
+
+
+def _print_customer(doc: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    name = doc["segment_name"] or "-"
+    console.print(
+        f"[bold]{doc['customer_id']}[/]  segment {doc['segment']} [bold]{name}[/]  "
+        f"(model {doc['model_version']}, as of {doc['as_of']})"
+    )
+    table = Table("feature", "value")
+    for key, value in doc["features"].items():
+        table.add_row(key, f"{value:,.2f}")
+    console.print(table)
+    console.print(f"first purchase {doc['first_purchase_at']}   last purchase {doc['last_purchase_at']}")
+    changes = Table("event time", "from", "to", "cause", "event")
+    for item in doc["recent_changes"]:
+        changes.add_row(
+            str(item.get("event_time")),
+            str(item.get("previous_segment_name")),
+            str(item.get("segment_name")),
+            str(item.get("cause")),
+            str(item.get("event_id")),
+        )
+    console.print(changes)
+
+
+@click.command()
+def rescore() -> None:
+    """Re-score every customer as of the current watermark (after a replay or a model change)."""
+    from segstream.streams.pipeline import PipelineConfig
+    from segstream.streams.sweep import rescore_all
+
+    settings = _settings()
+    model = _active_model(settings, required=True)
+    config = PipelineConfig(
+        scored_topic=settings.topics.scored, changes_topic=settings.topics.segment_changes,
+        dead_letters_topic=settings.topics.dead_letters, hysteresis=settings.worker.hysteresis_evaluations,
+        inactivity_threshold_days=settings.worker.inactivity_threshold_days,
+    )  # fmt: skip
+
+    async def go(store: Any) -> Any:
+        producer = _AioProducer(settings)
+        await producer.start()
+        try:
+            return await rescore_all(store, model, producer, config)
+        finally:
+            await producer.stop()
+
+    result = _run_store_call(settings, go)
+    click.echo(
+        f"re-scored {result.evaluated:,} customers as of watermark {result.watermark_ms}: "
+        f"{result.changes:,} segment changes"
+    )
+
+
+class _AioProducer:
+    """An aiokafka producer with the pipeline's Producer interface (for commands outside the worker)."""
+
+    def __init__(self, settings: Any) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        self._producer = AIOKafkaProducer(**settings.kafka.aiokafka_kwargs(), linger_ms=5)
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Any:
+        return await self._producer.send(topic, value, key=key)
+
+
+COMMANDS = [worker, replay, customer, rescore]

@@ -1,0 +1,262 @@
+"""The faust app: consume ``transactions`` in micro-batches and run the pipeline, plus the periodic tasks.
+
+``create_worker(settings)`` builds the app and a :class:`WorkerRuntime` holding everything the agent and
+the timers share (store, model holder, stats, the batch lock). ``run_worker`` runs it in the foreground
+with uvloop when installed.
+
+Consumer settings come from :meth:`segstream.settings.KafkaSettings.faust_app_kwargs`: a short session and
+rebalance timeout so joins are quick on the embedded Tansu broker, and a 300 s max poll interval so a worker
+with a full buffer is not thrown out of the group (DESIGN.md, embedded stack facts).
+
+Offsets: ``stream.take_events`` acknowledges a batch's events only after the loop body returns, i.e. after
+the pipeline has delivered the outputs and finalized the state; faust commits acknowledged offsets. If the
+pipeline fails in a way it cannot retry, the process exits at once (``os._exit``) so that nothing of the
+failed batch is acknowledged or committed; the restarted worker sees those events again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segstream.settings import Settings
+from segstream.streams.bundle_watch import ModelHolder
+from segstream.streams.monitoring import WorkerStats, monitoring_record
+from segstream.streams.outputs import OutputBatch, dumps
+from segstream.streams.pipeline import BatchProcessor, PipelineConfig, RawRecord
+from segstream.streams.state import StateStore, open_store
+from segstream.streams.sweep import sweep_once
+from segstream.streams.web import WebContext, start_web
+from segstream.streams.windows import ForecastRefresher
+
+log = logging.getLogger("segstream.worker")
+
+EXIT_UNRECOVERABLE = 70
+BUNDLE_POLL_INTERVAL_S = 2.0
+SWEEP_INTERVAL_S = 5.0
+
+
+class FaustProducer:
+    """The pipeline's :class:`~segstream.streams.outputs.Producer` on faust's (aiokafka) producer."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        """Append to the producer's buffer; the returned future resolves on delivery."""
+        return await self._app.producer.send(topic, key, value, None, None, None)
+
+
+@dataclass
+class WorkerRuntime:
+    """Everything the agent, the timers and the web server share."""
+
+    settings: Settings
+    store: StateStore
+    holder: ModelHolder
+    stats: WorkerStats
+    processor: BatchProcessor
+    forecasts: ForecastRefresher
+    lock: asyncio.Lock
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    app: Any = None
+
+    def lag(self) -> dict[str, int] | None:
+        """Messages behind the log end per input partition (None before partitions are assigned)."""
+        consumer = getattr(self.app, "consumer", None) if self.app is not None else None
+        if consumer is None:
+            return None
+        topic = self.settings.topics.transactions
+        out: dict[str, int] = {}
+        try:
+            assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
+            for tp in assigned:
+                high = consumer.highwater(tp)
+                if high is None:
+                    continue
+                done = self.stats.offsets.get((tp.topic, tp.partition))
+                if done is None:
+                    committed = getattr(consumer, "_committed_offset", {}).get(tp)
+                    position = committed if committed is not None else 0
+                else:
+                    position = done + 1
+                out[str(tp.partition)] = max(int(high) - int(position), 0)
+        except Exception:  # lag is best effort; never let it break monitoring
+            log.debug("could not compute consumer lag", exc_info=True)
+            return None
+        return out
+
+
+def use_uvloop() -> str:
+    """Install a uvloop event loop when uvloop is installed; returns the loop kind in use."""
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop(uvloop.new_event_loop())
+    return "uvloop"
+
+
+def create_worker(
+    settings: Settings, *, datadir: Path | None = None, store_url: str | None = None, web_host: str = "127.0.0.1"
+) -> tuple[Any, WorkerRuntime]:
+    """Build the faust app and its runtime from settings.
+
+    Args:
+        settings: All settings (Kafka, Redis, topics, models, worker).
+        datadir: faust's data directory (default: ``<stack state dir>/../worker-<group id>``).
+        store_url: Override the state store URL (default: the Redis URL from settings).
+        web_host: Interface the HTTP endpoints listen on.
+
+    Returns:
+        The faust app and the runtime.
+    """
+    import faust
+
+    w, topics = settings.worker, settings.topics
+    store = open_store(
+        store_url or settings.redis.url, prefix=settings.redis.key_prefix, **settings.redis.client_kwargs()
+    )
+    key = settings.models.signing_key.get_secret_value().encode() if settings.models.signing_key else None
+    holder = ModelHolder(settings.models.root, signing_key=key, require_signature=settings.models.require_signature)
+    app = faust.App(
+        w.group_id,
+        **settings.kafka.faust_app_kwargs(),
+        datadir=str(datadir or Path(settings.stack.state_dir).parent / f"worker-{w.group_id}"),
+        web_enabled=False,
+        autodiscover=False,
+        store="memory://",
+        topic_partitions=topics.partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=5000,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4 * w.batch_size, 4096),
+        producer_linger_ms=5,
+        producer_max_request_size=2_000_000,
+    )
+    producer = FaustProducer(app)
+    stats = WorkerStats()
+    lock = asyncio.Lock()
+    config = PipelineConfig(
+        scored_topic=topics.scored,
+        changes_topic=topics.segment_changes,
+        dead_letters_topic=topics.dead_letters,
+        hysteresis=w.hysteresis_evaluations,
+        inactivity_threshold_days=w.inactivity_threshold_days,
+    )
+    runtime = WorkerRuntime(
+        settings=settings,
+        store=store,
+        holder=holder,
+        stats=stats,
+        processor=BatchProcessor(store, producer, holder, config, stats, lock),
+        forecasts=ForecastRefresher(store, producer, topics.sales_forecasts),
+        lock=lock,
+        app=app,
+    )
+    source = app.topic(topics.transactions, key_type=bytes, value_type=bytes, key_serializer="raw",
+                       value_serializer="raw")  # fmt: skip
+
+    @app.agent(source, name="segstream-score")
+    async def score(stream: Any) -> None:
+        await holder.wait_ready(BUNDLE_POLL_INTERVAL_S)
+        async for events in stream.take_events(w.batch_size, within=w.batch_timeout_s):
+            batch = [
+                RawRecord(e.message.value, e.message.key, e.message.topic, e.message.partition, e.message.offset)
+                for e in events
+            ]
+            await _process_or_die(runtime, batch)
+
+    @app.task
+    async def start_http() -> None:
+        ctx = WebContext(store, holder, stats, runtime.lag)
+        try:
+            await start_web(ctx, web_host, w.web_port)
+        except OSError as exc:
+            log.error("worker HTTP could not listen on %s:%d (%s); running without it", web_host, w.web_port, exc)
+
+    @app.timer(BUNDLE_POLL_INTERVAL_S)
+    async def poll_bundle() -> None:
+        try:
+            await holder.poll_async()
+        except Exception:  # the watcher must survive anything the filesystem throws at it
+            log.exception("model bundle poll failed; keeping the active model")
+
+    @app.timer(SWEEP_INTERVAL_S)
+    async def sweep() -> None:
+        if holder.active is None:
+            return
+        await sweep_once(store, holder.active, producer, config, lock=lock, stats=stats)
+
+    @app.timer(w.monitoring_interval_s)
+    async def monitor() -> None:
+        await publish_monitoring(runtime, producer, topics.monitoring)
+
+    @app.timer(w.forecast_refresh_interval_s)
+    async def refresh_forecast() -> None:
+        if holder.active is None:
+            return
+        try:
+            await runtime.forecasts.refresh(holder.active)
+            stats.forecast_refreshes += 1
+        except Exception:  # a failed forecast must not stop scoring
+            log.exception("forecast refresh failed; will try again next interval")
+
+    return app, runtime
+
+
+async def publish_monitoring(runtime: WorkerRuntime, producer: FaustProducer, topic: str) -> dict[str, Any]:
+    """Build, log and publish one monitoring record."""
+    active = runtime.holder.active
+    try:
+        watermark = await runtime.store.watermark()
+    except Exception:  # report what we have even with the store down
+        watermark = -1
+    record = monitoring_record(
+        runtime.stats,
+        model_version=active.version if active else None,
+        training_mix=active.serving.training_mix if active else None,
+        lag=runtime.lag(),
+        watermark_ms=watermark,
+        events_per_s=runtime.stats.rate_since_last(),
+        worker_id=runtime.worker_id,
+    )
+    log.info(
+        "processed=%d (%.0f/s) dead_letters=%d duplicates=%d changes=%d lag=%s psi=%s",
+        record["processed"], record["events_per_s"], record["dead_letters"], record["duplicates_skipped"],
+        record["segment_changes"], record["consumer_lag"], record["drift_psi"],
+    )  # fmt: skip
+    out = OutputBatch(producer)
+    await out.send(topic, runtime.worker_id.encode(), dumps(record))
+    await out.wait_all()
+    return record
+
+
+async def _process_or_die(runtime: WorkerRuntime, batch: list[RawRecord]) -> None:
+    try:
+        await runtime.processor.process(batch)
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        first, last = batch[0], batch[-1]
+        log.critical(
+            "unrecoverable error processing %d events (%s[%d]@%d .. %s[%d]@%d); exiting WITHOUT committing "
+            "so they are processed again after a restart",
+            len(batch), first.topic, first.partition, first.offset, last.topic, last.partition, last.offset,
+            exc_info=True,
+        )  # fmt: skip
+        logging.shutdown()
+        os._exit(EXIT_UNRECOVERABLE)
+
+
+def run_worker(app: Any, loglevel: str = "info") -> None:
+    """Run the faust worker in the foreground until SIGINT/SIGTERM."""
+    from faust.worker import Worker
+
+    Worker(app, loglevel=loglevel, loop=asyncio.get_event_loop(), redirect_stdouts=False).execute_from_commandline()

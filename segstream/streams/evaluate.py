@@ -1,0 +1,138 @@
+"""Score customers as of a time and apply hysteresis: the decision shared by the batch path and the sweep.
+
+Hysteresis: a customer's emitted segment changes only after the model's answer has differed from it, and
+agreed with itself, for ``hold`` consecutive evaluations (``hold = 1`` switches at once). An evaluation is
+one scoring of one customer: once per batch that has events of the customer, and once per inactivity
+sweep that picks the customer. The first evaluation of a customer always emits, with no previous segment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from segstream.models.customer_state import aggregates_matrix
+from segstream.models.errors import FeatureSpecError
+from segstream.models.features import DAY_MS, FEATURE_NAMES, features_from_aggregates
+from segstream.streams.bundle_watch import ActiveModel
+from segstream.streams.state.base import CustomerView, SegmentChange, SegmentRecord
+
+log = logging.getLogger("segstream.worker")
+
+
+@dataclass
+class Evaluation:
+    """The outcome of scoring one customer."""
+
+    customer_id: str
+    predicted: int
+    record: SegmentRecord
+    change: SegmentChange | None
+    next_check_ms: int
+
+
+def step(record: SegmentRecord, predicted: int, hold: int) -> tuple[SegmentRecord, bool]:
+    """Advance one customer's segment record by one evaluation.
+
+    Args:
+        record: The stored record (``segment`` None before the first evaluation).
+        predicted: The model's answer now.
+        hold: Evaluations a new segment must hold before it is emitted (>= 1).
+
+    Returns:
+        The new record (segment, pending, pending_count; version and as-of left to the caller) and
+        whether the emitted segment changed.
+    """
+    if record.segment is None:
+        return replace(record, segment=predicted, pending=None, pending_count=0), True
+    if predicted == record.segment:
+        return replace(record, pending=None, pending_count=0), False
+    count = record.pending_count + 1 if record.pending == predicted else 1
+    if count >= hold:
+        return replace(record, segment=predicted, pending=None, pending_count=0), True
+    return replace(record, pending=predicted, pending_count=count), False
+
+
+def feature_matrix(views: Mapping[str, CustomerView], as_of_ms: int) -> tuple[list[str], np.ndarray]:
+    """Customer ids and their feature rows as of T (views carry aggregates already as of T)."""
+    ids = list(views)
+    agg = aggregates_matrix([views[c].aggregates for c in ids])
+    return ids, features_from_aggregates(agg, as_of_ms)
+
+
+def predict_rows(model: ActiveModel, x: np.ndarray) -> np.ndarray:
+    """Segment ids of the rows; a row the model cannot score (non-finite feature) gets -1."""
+    if len(x) == 0:
+        return np.empty(0, dtype=np.int64)
+    try:
+        return np.asarray(model.predict(x), dtype=np.int64)
+    except FeatureSpecError:
+        out = np.full(len(x), -1, dtype=np.int64)
+        for i in range(len(x)):
+            try:
+                out[i] = int(model.predict(x[i : i + 1])[0])
+            except FeatureSpecError as exc:
+                log.error("cannot score a feature row (%s); keeping the previous segment", exc)
+        return out
+
+
+def evaluate(
+    views: Mapping[str, CustomerView],
+    model: ActiveModel,
+    as_of_ms: int,
+    *,
+    hold: int,
+    cause: str,
+    recheck_after_ms: int,
+    triggers: Mapping[str, tuple[str, int]] | None = None,
+) -> list[Evaluation]:
+    """Score customers as of T and decide, with hysteresis, which segments change.
+
+    Args:
+        views: Customer views from the store, aggregates as of ``as_of_ms``.
+        model: The model to score with.
+        as_of_ms: T, the stream watermark.
+        hold: Hysteresis: evaluations a new segment must hold.
+        cause: ``"purchase"`` or ``"inactivity"``, copied to changes.
+        recheck_after_ms: The inactivity sweep looks at the customer again once the watermark passes
+            ``as_of_ms + recheck_after_ms`` with no new event.
+        triggers: Customer -> (event_id, event time) of the event that caused the evaluation; without
+            one a change carries no event id and the event time T.
+
+    Returns:
+        One evaluation per customer that could be scored.
+    """
+    ids, x = feature_matrix(views, as_of_ms)
+    predicted = predict_rows(model, x)
+    out: list[Evaluation] = []
+    for i, cid in enumerate(ids):
+        segment = int(predicted[i])
+        stored = views[cid].segment
+        if segment < 0:
+            continue
+        record, changed = step(stored, segment, hold)
+        record.model_version = model.version  # the model that made the latest evaluation
+        record.scored_as_of_ms = as_of_ms
+        change = None
+        if changed:
+            event_id, event_time = (triggers or {}).get(cid, (None, as_of_ms))
+            change = SegmentChange(
+                customer_id=cid,
+                previous_segment=stored.segment,
+                segment=segment,
+                model_version=model.version,
+                event_time_ms=int(event_time),
+                cause=cause,
+                event_id=event_id,
+                features=dict(zip(FEATURE_NAMES, map(float, x[i]), strict=True)),
+            )
+        out.append(Evaluation(cid, segment, record, change, as_of_ms + recheck_after_ms))
+    return out
+
+
+def days_to_ms(days: float) -> int:
+    """Days as milliseconds."""
+    return int(days * DAY_MS)

@@ -1,0 +1,167 @@
+"""What the worker writes to Kafka: payload builders for every output topic, and a batch of sends.
+
+Sends are started without waiting for each delivery; :meth:`OutputBatch.wait_all` awaits them all before
+the batch's state is finalized and its offsets acknowledged, so outputs are at-least-once. A send that
+failed is sent again (with back-off) until it is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import math
+from collections.abc import Awaitable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from segstream.models.events import Event
+from segstream.streams.retry import retry_transient
+from segstream.streams.state.base import SegmentChange
+
+log = logging.getLogger("segstream.worker")
+
+# Keep a dead letter well below Kafka's default 1 MB message limit, however large the bad input was.
+MAX_DEAD_LETTER_RAW = 128 * 1024
+
+
+class Producer(Protocol):
+    """The worker's producer: start one send and return an awaitable for its delivery."""
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        """Hand one record to the client's buffer; the returned awaitable completes on delivery."""
+        ...
+
+
+class OutputBatch:
+    """The sends of one batch: started at once, awaited together."""
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+        self._pending: list[tuple[Awaitable[Any], str, bytes | None, bytes]] = []
+        self.counts: dict[str, int] = {}
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Start one send (does not wait for delivery)."""
+        future = await retry_transient(lambda: self._producer.send(topic, key, value), f"send to {topic}")
+        self._pending.append((future, topic, key, value))
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    async def wait_all(self) -> None:
+        """Wait until every send of the batch is delivered, re-sending any that failed."""
+        pending, self._pending = self._pending, []
+        results = await asyncio.gather(*(fut for fut, *_ in pending), return_exceptions=True)
+        for (_, topic, key, value), result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                log.warning("delivery to %s failed (%r); sending again", topic, result)
+                await self._resend(topic, key, value)
+
+    async def _resend(self, topic: str, key: bytes | None, value: bytes) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await (await self._producer.send(topic, key, value))
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any delivery failure: the record must get out before the commit
+                log.warning("re-send to %s failed (%r); retrying in %.1fs", topic, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def iso_ms(ts_ms: int) -> str:
+    """Epoch milliseconds as ISO 8601 UTC with millisecond precision, e.g. ``2025-01-02T03:04:05.006Z``."""
+    moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601."""
+    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON bytes (non-finite floats become null: JSON has no NaN)."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        return json.dumps(_finite(obj), separators=(",", ":")).encode()
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def scored_payload(
+    event: Event, segment: int | None, segment_name: str | None, model_version: str, scored_at: str
+) -> bytes:
+    """``transactions.scored``: the input event (unknown fields included) plus the segment it scored."""
+    out = dict(event.payload)
+    out["segment"] = segment
+    out["segment_name"] = segment_name
+    out["model_version"] = model_version
+    out["scored_at"] = scored_at
+    return dumps(out)
+
+
+def change_payload(change: SegmentChange, names: Mapping[int, str]) -> bytes:
+    """``segment-changes``: previous and new segment with names, version, time, cause, trigger, features."""
+    prev = change.previous_segment
+    return dumps(
+        {
+            "customer_id": change.customer_id,
+            "previous_segment": prev,
+            "previous_segment_name": None if prev is None else names.get(prev, f"segment {prev}"),
+            "segment": change.segment,
+            "segment_name": names.get(change.segment, f"segment {change.segment}"),
+            "model_version": change.model_version,
+            "event_time": iso_ms(change.event_time_ms),
+            "event_time_ms": change.event_time_ms,
+            "cause": change.cause,
+            "event_id": change.event_id,
+            "features": change.features,
+            "emitted_at": now_iso(),
+        }
+    )
+
+
+def dead_letter_payload(
+    raw: bytes | None, error: str, topic: str, partition: int, offset: int, key: bytes | None = None
+) -> bytes:
+    """``dead-letters``: the raw message (UTF-8 text when it decodes, else base64), why, and where from."""
+    truncated = raw is not None and len(raw) > MAX_DEAD_LETTER_RAW
+    if truncated:
+        raw = raw[:MAX_DEAD_LETTER_RAW]  # type: ignore[index]
+    if raw is None:
+        body, encoding = None, "none"
+    else:
+        try:
+            body, encoding = raw.decode("utf-8"), "text"
+        except UnicodeDecodeError:
+            body, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    key_text = None
+    if key is not None:
+        key_text = key.decode("utf-8", errors="backslashreplace")
+    return dumps(
+        {
+            "raw": body,
+            "raw_encoding": encoding,
+            "raw_truncated": truncated,
+            "error": error,
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "key": key_text,
+            "dead_lettered_at": now_iso(),
+        }
+    )

@@ -1,0 +1,217 @@
+"""One micro-batch, end to end: validate, fold into state, score, emit, finalize.
+
+Order (what makes state exactly-once and outputs at-least-once):
+
+1. parse every message; a bad one becomes a dead letter (with its topic/partition/offset) and the batch
+   goes on;
+2. ``store.apply``: one atomic, idempotent round trip folds the new events in and returns each touched
+   customer's aggregates as of the watermark; repeats of an already finished ``event_id`` come back DONE
+   and are skipped (counted as duplicates);
+3. score every touched customer once, vectorised, as of the watermark, with the model that is active at
+   the start of the batch; hysteresis decides which segments change;
+4. send ``transactions.scored`` for every event, ``segment-changes`` for every change and the dead
+   letters, without waiting per send, then wait for all deliveries;
+5. ``store.finalize``: one round trip writes segments, changes and daily sales and marks the events done;
+6. return: the caller (the faust agent) acknowledges the batch's offsets only now.
+
+A crash between 2 and 5 leaves events APPLIED: redelivered, they are not folded again but are scored and
+emitted again. If Redis is unreachable, steps 2 and 5 back off and retry; nothing is acknowledged meanwhile.
+This module knows nothing about faust: it takes a :class:`~segstream.streams.state.base.StateStore` and a
+:class:`~segstream.streams.outputs.Producer`, so unit tests run it with ``memory://`` and a fake producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from segstream.models.errors import EventValidationError
+from segstream.models.events import Event, parse_event
+from segstream.models.features import day_index
+from segstream.streams.bundle_watch import ActiveModel, ModelHolder
+from segstream.streams.evaluate import days_to_ms, evaluate
+from segstream.streams.monitoring import WorkerStats
+from segstream.streams.outputs import (
+    OutputBatch,
+    Producer,
+    change_payload,
+    dead_letter_payload,
+    now_iso,
+    scored_payload,
+)
+from segstream.streams.retry import retry_transient
+from segstream.streams.state.base import Delivery, Finalization, StateStore
+
+log = logging.getLogger("segstream.worker")
+
+# Sales of a customer the model could not score (no segment yet) are kept under this id.
+UNSCORED_SEGMENT = -1
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One consumed message as the broker delivered it."""
+
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Output topics and decision knobs.
+
+    Attributes:
+        scored_topic: Where every scored transaction goes.
+        changes_topic: Where segment changes go.
+        dead_letters_topic: Where invalid messages go.
+        hysteresis: Evaluations a new segment must hold before it is emitted (>= 1).
+        inactivity_threshold_days: The sweep re-scores a customer once the watermark has moved this far
+            past the customer's last evaluation with no new event.
+    """
+
+    scored_topic: str = "transactions.scored"
+    changes_topic: str = "segment-changes"
+    dead_letters_topic: str = "dead-letters"
+    hysteresis: int = 1
+    inactivity_threshold_days: float = 90.0
+
+
+@dataclass
+class BatchResult:
+    """What one batch did."""
+
+    events: int = 0
+    scored: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0
+    changes: int = 0
+    watermark_ms: int = 0
+    model_version: str = ""
+    seconds: float = 0.0
+    change_records: list[dict[str, object]] = field(default_factory=list)
+
+
+class BatchProcessor:
+    """Processes micro-batches against a state store and a producer."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        producer: Producer,
+        models: ModelHolder,
+        config: PipelineConfig | None = None,
+        stats: WorkerStats | None = None,
+        lock: asyncio.Lock | None = None,
+    ) -> None:
+        self.store = store
+        self.producer = producer
+        self.models = models
+        self.config = config or PipelineConfig()
+        self.stats = stats or WorkerStats()
+        # Shared with the inactivity sweep: both read-modify-write segment records.
+        self.lock = lock or asyncio.Lock()
+
+    async def process(self, records: Sequence[RawRecord]) -> BatchResult:
+        """Process one batch; when this returns, its state is written and its outputs delivered.
+
+        Raises:
+            NoModelError: No model is loaded (the caller waits for one before consuming).
+            Exception: A non-transient store failure; the caller must stop without acknowledging.
+        """
+        started = time.perf_counter()
+        cfg = self.config
+        model = self.models.require()  # one model for the whole batch, even if a swap lands meanwhile
+        out = OutputBatch(self.producer)
+        result = BatchResult(events=len(records))
+        events: list[Event] = []
+        for rec in records:
+            try:
+                events.append(parse_event(rec.value if rec.value is not None else b""))
+            except EventValidationError as exc:
+                reason = str(exc) if rec.value is not None else "empty message (no value)"
+                log.debug("dead letter %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason)
+                payload = dead_letter_payload(rec.value, reason, rec.topic, rec.partition, rec.offset, rec.key)
+                await out.send(cfg.dead_letters_topic, rec.key, payload)
+                result.dead_letters += 1
+        result.model_version = model.version
+        async with self.lock:
+            if events:
+                await self._score_and_emit(events, model, out, result)
+            else:
+                await out.wait_all()
+        for rec in records:
+            self.stats.note_offsets(rec.topic, rec.partition, rec.offset)
+        result.seconds = time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.processed += result.scored
+        self.stats.dead_letters += result.dead_letters
+        self.stats.duplicates += result.duplicates
+        self.stats.changes += result.changes
+        self.stats.batch_seconds += result.seconds
+        return result
+
+    async def _score_and_emit(
+        self, events: list[Event], model: ActiveModel, out: OutputBatch, result: BatchResult
+    ) -> None:
+        cfg = self.config
+        applied = await retry_transient(
+            lambda: self.store.apply(events), f"apply a batch of {len(events)} events to the state store"
+        )
+        fresh = [e for e, d in zip(events, applied.deliveries, strict=True) if d is not Delivery.DONE]
+        result.duplicates = len(events) - len(fresh)
+        result.watermark_ms = applied.watermark_ms
+        # The event that triggered each customer's evaluation: the latest one in the batch.
+        triggers: dict[str, tuple[str, int]] = {}
+        for e in fresh:
+            best = triggers.get(e.customer_id)
+            if best is None or (e.ts_ms, e.event_id) > (best[1], best[0]):
+                triggers[e.customer_id] = (e.event_id, e.ts_ms)
+        views = {cid: applied.customers[cid] for cid in triggers if cid in applied.customers}
+        evaluations = evaluate(
+            views,
+            model,
+            applied.watermark_ms,
+            hold=cfg.hysteresis,
+            cause="purchase",
+            recheck_after_ms=days_to_ms(cfg.inactivity_threshold_days),
+            triggers=triggers,
+        )
+        segment_of: dict[str, int | None] = {cid: v.segment.segment for cid, v in views.items()}
+        for ev in evaluations:
+            segment_of[ev.customer_id] = ev.record.segment
+            self.stats.mix.observe(ev.customer_id, ev.record.segment if ev.record.segment is not None else -1)
+        scored_at = now_iso()
+        names = model.names
+        for e in fresh:
+            seg = segment_of.get(e.customer_id)
+            name = None if seg is None else names.get(seg, f"segment {seg}")
+            payload = scored_payload(e, seg, name, model.version, scored_at)
+            await out.send(cfg.scored_topic, e.customer_id.encode(), payload)
+        changes = [ev.change for ev in evaluations if ev.change is not None]
+        for change in changes:
+            await out.send(cfg.changes_topic, change.customer_id.encode(), change_payload(change, names))
+        await out.wait_all()
+        batch = Finalization(
+            segments={ev.customer_id: ev.record for ev in evaluations},
+            changes=changes,
+            sales=[
+                (e.event_id, day_index(e.ts_ms), _sales_segment(segment_of.get(e.customer_id)), e.amount_cents)
+                for e in fresh
+            ],
+            done_event_ids=[e.event_id for e in fresh],
+            next_check_ms={ev.customer_id: ev.next_check_ms for ev in evaluations},
+        )
+        await retry_transient(lambda: self.store.finalize(batch), f"finalize a batch of {len(fresh)} events")
+        result.scored = len(fresh)
+        result.changes = len(changes)
+        result.change_records = [c.history_entry() for c in changes]
+
+
+def _sales_segment(segment: int | None) -> int:
+    return UNSCORED_SEGMENT if segment is None else int(segment)

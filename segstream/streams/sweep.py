@@ -1,0 +1,144 @@
+"""The inactivity sweep: re-score customers whose recency grew past a threshold without a new event.
+
+Every evaluation schedules the customer's next check at ``as_of + threshold`` (event time). The sweep asks
+the store which customers are due as of the watermark, re-scores them as of the watermark and emits the
+changes with ``cause = "inactivity"``: a customer who stops buying can become "At risk" with no new event.
+Time here is event time (the watermark), never the wall clock, so replays and live traffic behave alike.
+
+:func:`rescore_all` evaluates every known customer as of the watermark: run it after a replay (the parity
+test does) or after a model change, so every stored segment reflects the final state.
+
+With several worker replicas every replica sweeps all due customers; the shared lock only serialises one
+process. Two replicas may then both evaluate a due customer; the state stays right, a change may be
+emitted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from segstream.streams.bundle_watch import ActiveModel
+from segstream.streams.evaluate import days_to_ms, evaluate
+from segstream.streams.monitoring import WorkerStats
+from segstream.streams.outputs import OutputBatch, Producer, change_payload
+from segstream.streams.pipeline import PipelineConfig
+from segstream.streams.retry import retry_transient
+from segstream.streams.state.base import Finalization, StateStore
+
+log = logging.getLogger("segstream.worker")
+
+# Larger than any real event time: "every customer with a check scheduled".
+_END_OF_TIME_MS = 2**62
+
+
+@dataclass
+class SweepResult:
+    """What one sweep pass did."""
+
+    evaluated: int = 0
+    changes: int = 0
+    watermark_ms: int = 0
+
+
+async def _evaluate_ids(
+    ids: list[str],
+    store: StateStore,
+    model: ActiveModel,
+    producer: Producer,
+    config: PipelineConfig,
+    as_of_ms: int,
+    stats: WorkerStats | None,
+) -> SweepResult:
+    views = await retry_transient(lambda: store.view(ids, as_of_ms), f"read {len(ids)} customers for the sweep")
+    evaluations = evaluate(
+        views,
+        model,
+        as_of_ms,
+        hold=config.hysteresis,
+        cause="inactivity",
+        recheck_after_ms=days_to_ms(config.inactivity_threshold_days),
+    )
+    out = OutputBatch(producer)
+    changes = [ev.change for ev in evaluations if ev.change is not None]
+    for change in changes:
+        await out.send(config.changes_topic, change.customer_id.encode(), change_payload(change, model.names))
+    await out.wait_all()
+    batch = Finalization(
+        segments={ev.customer_id: ev.record for ev in evaluations},
+        changes=changes,
+        sales=[],
+        done_event_ids=[],
+        next_check_ms={ev.customer_id: ev.next_check_ms for ev in evaluations},
+    )
+    await retry_transient(lambda: store.finalize(batch), f"write {len(evaluations)} sweep evaluations")
+    if stats is not None:
+        stats.changes += len(changes)
+        stats.inactivity_changes += len(changes)
+        for ev in evaluations:
+            stats.mix.observe(ev.customer_id, ev.record.segment if ev.record.segment is not None else -1)
+    return SweepResult(len(evaluations), len(changes), as_of_ms)
+
+
+async def sweep_once(
+    store: StateStore,
+    model: ActiveModel,
+    producer: Producer,
+    config: PipelineConfig,
+    *,
+    lock: asyncio.Lock,
+    stats: WorkerStats | None = None,
+    page_size: int = 2000,
+    max_pages: int = 50,
+) -> SweepResult:
+    """Re-score every customer due as of the watermark (in pages, each under the batch lock).
+
+    Returns:
+        Totals over the pages. Customers still due after ``max_pages`` wait for the next pass.
+    """
+    total = SweepResult()
+    for _ in range(max_pages):
+        async with lock:
+            watermark = await retry_transient(store.watermark, "read the watermark")
+            ids = await retry_transient(lambda wm=watermark: store.due_for_check(wm, page_size), "list due customers")
+            if not ids:
+                break
+            part = await _evaluate_ids(ids, store, model, producer, config, watermark, stats)
+        total.evaluated += part.evaluated
+        total.changes += part.changes
+        total.watermark_ms = watermark
+        if len(ids) < page_size:
+            break
+    if stats is not None:
+        stats.sweeps += 1
+    if total.evaluated:
+        log.info("inactivity sweep: %d customers re-scored, %d changes", total.evaluated, total.changes)
+    return total
+
+
+async def rescore_all(
+    store: StateStore,
+    model: ActiveModel,
+    producer: Producer,
+    config: PipelineConfig,
+    *,
+    lock: asyncio.Lock | None = None,
+    page_size: int = 5000,
+    stats: WorkerStats | None = None,
+) -> SweepResult:
+    """Evaluate every customer that has been evaluated before, as of the current watermark.
+
+    Changes are emitted with ``cause = "inactivity"`` (nothing but time moved since their last evaluation).
+    """
+    lock = lock or asyncio.Lock()
+    async with lock:
+        watermark = await retry_transient(store.watermark, "read the watermark")
+        ids = await retry_transient(lambda: store.due_for_check(_END_OF_TIME_MS, 2**31 - 1), "list customers")
+    total = SweepResult(watermark_ms=watermark)
+    for start in range(0, len(ids), page_size):
+        async with lock:
+            part = await _evaluate_ids(ids[start : start + page_size], store, model, producer, config, watermark, stats)
+        total.evaluated += part.evaluated
+        total.changes += part.changes
+    return total

@@ -1,0 +1,130 @@
+"""The worker's read-only HTTP side: ``/health``, ``/metrics`` (Prometheus text), ``/customers/{id}``.
+
+It runs its own small aiohttp server on the worker's event loop (faust's built-in web server is switched
+off so there is one server and one port, ``SEGSTREAM_WEB_PORT``, default 6066).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from segstream.models.events import is_valid_customer_id
+from segstream.streams.bundle_watch import ModelHolder
+from segstream.streams.customers import customer_document
+from segstream.streams.monitoring import WorkerStats
+from segstream.streams.state.base import StateStore
+
+log = logging.getLogger("segstream.worker")
+
+
+@dataclass
+class WebContext:
+    """What the endpoints read."""
+
+    store: StateStore
+    holder: ModelHolder
+    stats: WorkerStats
+    lag: Callable[[], Mapping[str, int] | None] = lambda: None
+
+
+def metrics_text(ctx: WebContext) -> str:
+    """The Prometheus exposition text of the worker's counters and gauges."""
+    s = ctx.stats
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            lines.append(f"{name}{labels} {value:g}" if isinstance(value, float) else f"{name}{labels} {value}")
+
+    metric("segstream_events_processed_total", "counter", "Events scored and emitted.", [("", s.processed)])
+    metric("segstream_dead_letters_total", "counter", "Invalid messages sent to dead-letters.", [("", s.dead_letters)])
+    metric("segstream_duplicates_total", "counter", "Redelivered or duplicated events skipped.", [("", s.duplicates)])
+    metric("segstream_segment_changes_total", "counter", "Segment changes emitted.", [("", s.changes)])
+    metric(
+        "segstream_inactivity_changes_total",
+        "counter",
+        "Changes from the inactivity sweep.",
+        [("", s.inactivity_changes)],
+    )
+    metric("segstream_batches_total", "counter", "Micro-batches processed.", [("", s.batches)])
+    metric("segstream_batch_seconds_total", "counter", "Time spent processing batches.", [("", s.batch_seconds)])
+    metric("segstream_forecast_refreshes_total", "counter", "Forecast refreshes.", [("", s.forecast_refreshes)])
+    lag = ctx.lag() or {}
+    metric(
+        "segstream_consumer_lag",
+        "gauge",
+        "Messages behind the log end, per partition.",
+        [(f'{{partition="{_escape(k)}"}}', v) for k, v in sorted(lag.items())],
+    )
+    metric(
+        "segstream_consumer_lag_total",
+        "gauge",
+        "Messages behind the log end, all partitions.",
+        [("", sum(lag.values()))],
+    )
+    active = ctx.holder.active
+    metric(
+        "segstream_model_info",
+        "gauge",
+        "The active model bundle.",
+        [(f'{{version="{_escape(active.version)}"}}', 1)] if active else [],
+    )
+    metric("segstream_model_swaps_total", "counter", "Hot reloads of the model bundle.", [("", ctx.holder.swaps)])
+    return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def build_app(ctx: WebContext) -> web.Application:
+    """The aiohttp application with the three read-only routes."""
+
+    async def health(_request: web.Request) -> web.Response:
+        problems = []
+        try:
+            await ctx.store.ping()
+        except Exception as exc:  # any failure to reach the store makes the worker unhealthy
+            problems.append(f"state store: {type(exc).__name__}: {exc}")
+        if ctx.holder.active is None:
+            problems.append("no model bundle loaded")
+        body = {
+            "status": "ok" if not problems else "unhealthy",
+            "problems": problems,
+            "model_version": ctx.holder.active.version if ctx.holder.active else None,
+            "processed": ctx.stats.processed,
+        }
+        return web.json_response(body, status=200 if not problems else 503)
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(text=metrics_text(ctx), content_type="text/plain", charset="utf-8")
+
+    async def customer(request: web.Request) -> web.Response:
+        customer_id = request.match_info["customer_id"]
+        if not is_valid_customer_id(customer_id):
+            return web.json_response({"error": "invalid customer id"}, status=400)
+        doc = await customer_document(ctx.store, customer_id, ctx.holder.active)
+        if doc is None:
+            return web.json_response({"error": f"unknown customer {customer_id!r}"}, status=404)
+        return web.json_response(doc)
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/customers/{customer_id}", customer)
+    return app
+
+
+async def start_web(ctx: WebContext, host: str, port: int) -> web.AppRunner:
+    """Start the server; returns the runner (call ``await runner.cleanup()`` to stop)."""
+    runner = web.AppRunner(build_app(ctx), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info("worker HTTP on http://%s:%d (/health, /metrics, /customers/{id})", host, port)
+    return runner
