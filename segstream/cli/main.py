@@ -19,6 +19,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "segstream.cli.bundle",
     "segstream.cli.train",
     "segstream.cli.stack",
+    "segstream.cli.stream",
     "segstream.cli.dashboard",
 )
 
