@@ -22,8 +22,8 @@ def changes_table(records: list[dict[str, Any]], names: dict[int, str]) -> pd.Da
         when = r.get("event_time_ms", r.get("event_time"))
         rows.append({
             "customer": r.get("customer_id"),
-            "from": "— (new)" if previous is None else segment_label(int(previous), names),
-            "to": segment_label(int(current), names) if current is not None else "?",
+            "from": "— (new)" if previous is None else _label(previous, r.get("previous_segment_name"), names),
+            "to": _label(current, r.get("segment_name"), names) if current is not None else "?",
             "cause": r.get("cause", ""),
             "event time": fmt_time(when) if isinstance(when, int | float) else str(when or "—"),
             "model": r.get("model_version", ""),
@@ -31,6 +31,11 @@ def changes_table(records: list[dict[str, Any]], names: dict[int, str]) -> pd.Da
         })  # fmt: skip
     table = pd.DataFrame(rows).sort_values("_sort", ascending=False).drop(columns="_sort")
     return table.head(100)
+
+
+def _label(segment: Any, name: Any, names: dict[int, str]) -> str:
+    # The record's own name wins: it is the name under the model version that made the change.
+    return f"{int(segment)} · {name}" if name else segment_label(int(segment), names)
 
 
 def features_table(features: dict[str, float]) -> pd.DataFrame:
