@@ -20,6 +20,7 @@ from pathlib import Path
 
 from segstream.models.bundle_manifest import MANIFEST_NAME, BundleManifest
 from segstream.models.bundle_verify import read_manifest, verify_bundle
+from segstream.models.bundle_write import fsync_dir
 from segstream.models.errors import BundleError
 
 CURRENT_NAME = "current"
@@ -105,7 +106,7 @@ def promote(
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise BundleError(f"{pointer}: cannot switch the current pointer ({exc})") from exc
-    _fsync_dir(root)
+    fsync_dir(root)
     return PromoteResult(previous=previous, version=manifest.version, path=bundle_dir)
 
 
@@ -167,10 +168,3 @@ def list_bundles(models_root: Path) -> list[BundleEntry]:
     entries.sort(key=lambda e: (e.manifest is None, e.manifest.version if e.manifest else e.path.name))
     return entries
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

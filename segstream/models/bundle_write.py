@@ -96,7 +96,7 @@ def write_bundle(
             os.rename(tmp, out_dir)
         except OSError as exc:
             raise BundleError(f"{out_dir}: cannot move the new bundle into place ({exc})") from exc
-        _fsync_dir(out_dir.parent)
+        fsync_dir(out_dir.parent)
         return manifest
     finally:
         if tmp.exists():
@@ -122,7 +122,7 @@ def write_bundle_in_root(models_root: Path, artifacts: Mapping[str, object], **k
         final = models_root / manifest.version
         _check_target(final)
         os.rename(staging / "bundle", final)
-        _fsync_dir(models_root)
+        fsync_dir(models_root)
         return final
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -185,7 +185,7 @@ def _write_contents(
     _write_synced(tmp / MANIFEST_NAME, raw)
     if signing_key is not None:
         _write_synced(tmp / SIGNATURE_NAME, signature_text(raw, signing_key).encode("ascii"))
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     return manifest
 
 
@@ -203,7 +203,8 @@ def _write_synced(file_path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Flush a directory entry to disk, so a rename in it survives a crash."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
