@@ -1,0 +1,186 @@
+"""Helpers for the worker integration tests: a trained bundle, a worker subprocess, reading topics and Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segstream.settings import KafkaSettings
+from tests.integration.conftest import StackHandle, free_port
+
+_TRAINED: dict[tuple[int, int, int], tuple[pd.DataFrame, Path]] = {}
+
+
+def clean_history(customers: int, days: int, seed: int) -> pd.DataFrame:
+    """A generated history, cleaned exactly as ``segstream train``/``replay`` clean it."""
+    from segstream.trainer.cleaning import clean_transactions
+    from segstream.trainer.generate import generate_transactions
+
+    raw = generate_transactions(customers, days, seed, dirty_fraction=0.0)
+    clean, _ = clean_transactions(raw, source="generated")
+    return clean
+
+
+def trained(tmp_root: Path, customers: int = 800, days: int = 365, seed: int = 7) -> tuple[pd.DataFrame, Path]:
+    """(clean events, models root with a promoted bundle), trained once per process and arguments."""
+    key = (customers, days, seed)
+    if key not in _TRAINED:
+        from segstream.models.bundle import promote
+        from segstream.trainer.pipeline import TrainOptions, train_bundle
+
+        events = clean_history(customers, days, seed)
+        root = tmp_root / f"models-{customers}-{days}-{seed}"
+        result = train_bundle(events, root / "first", options=TrainOptions(k_range=range(3, 6), seed=seed))
+        promote(result.bundle_dir, root)
+        _TRAINED[key] = (events, root)
+    return _TRAINED[key]
+
+
+@dataclass
+class WorkerEnv:
+    """One isolated worker setup: its own topics, consumer group, Redis key prefix and HTTP port."""
+
+    stack: StackHandle
+    models_root: Path
+    workdir: Path
+    extra: dict[str, str] = field(default_factory=dict)
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    web_port: int = field(default_factory=free_port)
+
+    @property
+    def topics(self) -> dict[str, str]:
+        names = ("transactions", "scored", "segment_changes", "sales_forecasts", "dead_letters", "monitoring")
+        return {n: f"{n.replace('_', '-')}-{self.tag}" for n in names}
+
+    @property
+    def prefix(self) -> str:
+        return f"t{self.tag}"
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return self.stack.settings.kafka
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "SEGSTREAM_KAFKA_BOOTSTRAP_SERVERS": self.stack.kafka_bootstrap,
+            "SEGSTREAM_REDIS_URL": self.stack.redis_url,
+            "SEGSTREAM_REDIS_KEY_PREFIX": self.prefix,
+            "SEGSTREAM_MODEL_ROOT": str(self.models_root),
+            "SEGSTREAM_WEB_PORT": str(self.web_port),
+            "SEGSTREAM_WORKER_GROUP_ID": f"worker-{self.tag}",
+            "SEGSTREAM_STACK_STATE_DIR": str(self.workdir / "stack-unused"),
+            **{f"SEGSTREAM_TOPIC_{k.upper()}": v for k, v in self.topics.items()},
+            **self.extra,
+        })  # fmt: skip
+        return env
+
+    def create_topics(self, partitions: int = 4) -> None:
+        from segstream.streams.topics import ensure_topics, wait_for_topics
+
+        ensure_topics(self.kafka, list(self.topics.values()), partitions=partitions)
+        wait_for_topics(self.kafka, list(self.topics.values()), timeout=15)
+
+    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}-{self.tag}.log", "ab")  # noqa: SIM115 - owned by the process
+        code = "from segstream.cli.main import main; main()"
+        return subprocess.Popen([sys.executable, "-c", code, "worker"], env=self.env(), stdout=log,
+                                stderr=subprocess.STDOUT, cwd=self.workdir)  # fmt: skip
+
+    def log_text(self, name: str = "worker") -> str:
+        path = self.workdir / f"{name}-{self.tag}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def http(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as resp:  # noqa: S310
+                body = resp.read().decode()
+                return resp.status, (json.loads(body) if "json" in resp.headers.get("Content-Type", "") else body)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read().decode() or "null")
+
+    def wait_http(self, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"worker exited with {proc.returncode}:\n{self.log_text()[-3000:]}")
+            try:
+                self.http("/metrics")
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError(f"worker HTTP did not come up:\n{self.log_text()[-3000:]}")
+
+    def metrics(self) -> dict[str, float]:
+        _, text = self.http("/metrics")
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#") and "{" not in line:
+                name, value = line.split()
+                out[name] = float(value)
+        return out
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    """Stop a worker we started (by its pid)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def read_topic(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every JSON record of a topic, from the beginning to its current end."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**kafka.kafka_python_kwargs(), group_id=None, enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for messages in consumer.poll(timeout_ms=500, max_records=20000).values():
+                out += [json.loads(m.value) for m in messages]
+        return out
+    finally:
+        consumer.close()
+
+
+def done_count(redis_client: Any, prefix: str, event_ids: list[str]) -> int:
+    """How many of the events the store has marked done ("2")."""
+    total = 0
+    for start in range(0, len(event_ids), 5000):
+        keys = [f"{prefix}:v1:e:{e}" for e in event_ids[start : start + 5000]]
+        total += sum(1 for v in redis_client.mget(keys) if v in (b"2", "2"))
+    return total
+
+
+def wait_until(predicate: Any, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None,
+               log: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"worker exited ({proc.returncode}) while waiting for {what}:\n"
+                                 f"{(log() if log else '')[-3000:]}")  # fmt: skip
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n{(log() if log else '')[-3000:]}")
