@@ -1,0 +1,101 @@
+"""The dashboard in a real headless Chromium (Debian's ``chromium``), driven by Playwright.
+
+``segstream dashboard --bundle B --port P --no-live`` runs as a real server; every page is visited, its
+visible text checked, and a screenshot saved under the test's tmp dir (and copied to
+``/tmp/dashboard-<page>.png`` for a human look). Playwright never downloads a browser here: it drives
+``/usr/bin/chromium``; without it the test is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from segstream.viz.bundle_tables import BundleTables
+from tests.integration.conftest import free_port
+from tests.unit.dashboard.fixtures import dashboard_bundle
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+__all__ = ["dashboard_bundle"]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+@pytest.fixture
+def server(dashboard_bundle, tmp_path):
+    """A running ``segstream dashboard`` on a free port; yields its base URL."""
+    port = free_port()
+    log = (tmp_path / "dashboard.log").open("w")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGSTREAM_")}
+    command = [sys.executable, "-c", "from segstream.cli.main import main; main()", "dashboard",
+               "--bundle", str(dashboard_bundle), "--port", str(port), "--no-live"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:  # noqa: S310
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert process.poll() is None, (tmp_path / "dashboard.log").read_text()
+            assert time.monotonic() < deadline, "dashboard did not start in 40 s"
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)  # the CLI exec'd into streamlit: this pid is the server
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_every_page_in_a_real_browser(server, dashboard_bundle, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    tables = BundleTables.open(dashboard_bundle)
+    customer = tables.customers.sort_values("predicted_spend_90d").iloc[-1]
+    some_name = next(iter(tables.segment_names.values()))
+    visits = [
+        ("live", "/", ["Live", "Segment sizes at training", "not available", "live state is switched off"]),
+        ("customer", f"/customer?id={customer['customer_id']}",
+         ["Customer", customer["segment_name"], "Where this customer stands", "90-day spend (predicted)"]),
+        ("what-if", "/what-if", ["What-if", "K-Means segment", "Decision-tree segment", "Why the tree says so"]),
+        ("segments", "/segments", ["Segments", "Customers by segment (PCA)", "Segment profiles", "Elbow",
+                                   "Decision tree confusion matrix", some_name]),
+        ("forecasts", "/forecasts", ["Forecasts", "Daily net sales and forecast", "Backtest error",
+                                     "Worker forecast refresh: not available"]),
+    ]  # fmt: skip
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        for name, path, expected in visits:
+            page.goto(server + path)
+            expect(page.locator("h1").first).to_have_text(expected[0], timeout=30_000)
+            for text in expected[1:]:
+                expect(page.get_by_text(text).first).to_be_visible(timeout=30_000)
+            expect(page.locator("[data-testid='stException']")).to_have_count(0)
+            page.wait_for_timeout(800)  # let plotly finish drawing for the screenshot
+            shot = tmp_path / f"dashboard-{name}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 20_000
+            shutil.copy(shot, f"/tmp/dashboard-{name}.png")
+        # The sidebar navigation works by clicking, too.
+        page.get_by_role("link", name="Segments").click()
+        expect(page.locator("h1").first).to_have_text("Segments", timeout=30_000)
+        browser.close()
