@@ -1,0 +1,73 @@
+"""Daily sales windows joined with the bundle history, and the forecast refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pandas as pd
+
+from segstream.models.features import DAY_MS
+from segstream.streams.bundle_watch import ActiveModel
+from segstream.streams.pipeline import BatchProcessor, PipelineConfig
+from segstream.streams.state import MemoryStateStore
+from segstream.streams.windows import ForecastRefresher, bundle_history, merged_daily
+from tests.unit.streams.fakes import T0, FakeProducer, event, holder, make_bundle, records, serving
+
+
+def history_csv(days: int) -> bytes:
+    dates = pd.date_range(pd.Timestamp(T0, unit="ms"), periods=days, freq="D")
+    rows = [f"{d.date()},total,{100.0 + i}" for i, d in enumerate(dates)]
+    return ("date,series,sales\n" + "\n".join(rows) + "\n").encode()
+
+
+def test_streamed_days_after_the_history_are_appended_and_overlapping_days_are_not_counted_twice():
+    history = pd.read_csv(pd.io.common.BytesIO(history_csv(10)))
+    history["date"] = pd.to_datetime(history["date"]).astype("datetime64[ns]")
+    day0 = T0 // DAY_MS
+    streamed = {day0 + 9: {"total": 99_999}, day0 + 10: {"total": 12_345, "segment:1": 12_345}}
+    merged = merged_daily(history, streamed)
+    total = merged[merged.series == "total"].set_index("date")["sales"]
+    assert len(total) == 11
+    assert total.iloc[9] == 109.0  # from the history, not the stream
+    assert total.iloc[10] == 123.45
+    assert merged[merged.series == "segment:1"]["sales"].tolist() == [123.45]
+
+
+def test_windows_are_kept_per_day_and_segment_by_the_pipeline():
+    async def go():
+        store = MemoryStateStore()
+        proc = BatchProcessor(store, FakeProducer(), holder(), PipelineConfig())
+        await proc.process(
+            records(event("e1", "a", 0.1, 10.0), event("e2", "b", 0.2, 5.0), event("e3", "a", 1.5, -2.5))
+        )
+        await proc.process(records(event("e1", "a", 0.1, 10.0)))  # a duplicate never counts twice
+        return await store.daily_sales()
+
+    day0 = T0 // DAY_MS
+    assert asyncio.run(go()) == {day0: {"total": 1500, "segment:0": 1500}, day0 + 1: {"total": -250, "segment:0": -250}}
+
+
+def test_refresh_publishes_rows_and_stores_the_document(tmp_path):
+    bundle = make_bundle(tmp_path, extra_files={"daily_sales.csv": history_csv(60)})
+    assert bundle_history(bundle) is not None
+    model = ActiveModel("v1", bundle, serving())
+
+    async def go():
+        store, producer = MemoryStateStore(), FakeProducer()
+        proc = BatchProcessor(store, producer, holder(), PipelineConfig())
+        await proc.process(records(event("e1", "a", 61, 10.0), event("e2", "a", 62, 20.0)))
+        refresher = ForecastRefresher(store, producer, "sales-forecasts", horizon_days=7, models=["seasonal_naive"])
+        return await refresher.refresh(model), store, producer
+
+    doc, store, producer = asyncio.run(go())
+    assert doc["model_version"] == "v1" and doc["last_day"] == str(
+        (pd.Timestamp(T0, unit="ms") + pd.Timedelta(days=62)).date()
+    )
+    series = {r["series"] for r in doc["rows"]}
+    assert series == {"total", "segment:0"}
+    assert len([r for r in doc["rows"] if r["series"] == "total"]) == 7
+    assert all(r["lower"] <= r["yhat"] <= r["upper"] for r in doc["rows"])
+    published = producer.values("sales-forecasts")
+    assert len(published) == len(doc["rows"]) and published[0]["model_version"] == "v1"
+    assert json.loads(store.latest_forecast) == doc
