@@ -224,4 +224,10 @@ class _AioProducer:
         return await self._producer.send(topic, value, key=key)
 
 
-COMMANDS = [worker, replay, customer, rescore]
+def _demo() -> click.Command:
+    from segstream.cli.demo_run import demo
+
+    return demo
+
+
+COMMANDS = [worker, replay, customer, rescore, _demo()]
