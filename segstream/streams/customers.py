@@ -38,8 +38,9 @@ async def customer_document(
         for key in ("segment", "previous_segment"):
             seg = item.get(key)
             item[f"{key}_name"] = None if seg is None else names.get(int(seg))  # type: ignore[call-overload]
-        if isinstance(item.get("event_time_ms"), int):
-            item["event_time"] = iso_ms(int(item["event_time_ms"]))  # type: ignore[arg-type]
+        event_time = item.get("event_time_ms")
+        if isinstance(event_time, int):
+            item["event_time"] = iso_ms(event_time)
     return {
         "customer_id": customer_id,
         "as_of": iso_ms(as_of),

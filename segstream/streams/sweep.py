@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from segstream.streams.bundle_watch import ActiveModel
 from segstream.streams.evaluate import days_to_ms, evaluate
@@ -101,7 +102,7 @@ async def sweep_once(
     for _ in range(max_pages):
         async with lock:
             watermark = await retry_transient(store.watermark, "read the watermark")
-            ids = await retry_transient(lambda wm=watermark: store.due_for_check(wm, page_size), "list due customers")
+            ids = await retry_transient(partial(store.due_for_check, watermark, page_size), "list due customers")
             if not ids:
                 break
             part = await _evaluate_ids(ids, store, model, producer, config, watermark, stats)
