@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from segstream.viz.figures import MODEL_COLORS, PROFILE_FEATURES, segment_color, segment_label
 
 _LAYOUT: dict[str, Any] = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
-                           "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}}  # fmt: skip
+                           "legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0}}  # fmt: skip
 MODEL_LABELS = {"prophet": "Prophet", "random_forest": "Random forest", "seasonal_naive": "Seasonal naive"}
 
 
@@ -52,10 +52,18 @@ def mix_comparison_figure(live: Mapping[int, int], training: Mapping[int, int], 
 
 
 def metric_line_figure(frame: pd.DataFrame, column: str, title: str, unit: str, color: str = "#0072B2") -> go.Figure:
-    """One monitoring metric over time (``frame``: time and ``column``)."""
-    fig = go.Figure(go.Scatter(x=frame["time"], y=frame[column], mode="lines+markers", line_color=color,
-                               marker_size=4, name=column))  # fmt: skip
-    fig.update_layout(title=title, xaxis_title="time", yaxis_title=unit, showlegend=False, **_LAYOUT)
+    """One monitoring metric over time (``frame``: time and ``column``), one line per worker if several."""
+    fig = go.Figure()
+    groups = (
+        list(frame.groupby("worker", sort=True))
+        if "worker" in frame and frame["worker"].nunique() > 1
+        else [(None, frame)]
+    )
+    for i, (worker, part) in enumerate(groups):
+        fig.add_trace(go.Scatter(x=part["time"], y=part[column], mode="lines+markers", marker_size=4,
+                                 line={"color": color, "dash": ("solid", "dot", "dash", "dashdot")[i % 4]},
+                                 name=str(worker or column)))  # fmt: skip
+    fig.update_layout(title=title, xaxis_title="time", yaxis_title=unit, showlegend=len(groups) > 1, **_LAYOUT)
     return fig
 
 

@@ -21,7 +21,11 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "lag": ("consumer_lag", "lag", "lag_total", "lag.total"),
     "drift_psi": ("drift_psi", "psi", "drift.psi", "drift_score", "drift"),
     "model_version": ("model_version",),
+    "worker": ("worker", "worker_id"),
 }
+# How the newest record of each worker adds up to the whole deployment's figure.
+_COMBINE = {"events_per_s": "sum", "processed": "sum", "dead_letters": "sum", "duplicates": "sum", "lag": "sum",
+            "drift_psi": "max"}  # fmt: skip
 _MIX_FIELDS = ("segment_mix", "segment_distribution", "segments", "segment_counts", "mix")
 _TIME_FIELDS = ("generated_at", "time", "timestamp", "at", "emitted_at")
 
@@ -57,6 +61,23 @@ def monitoring_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                 row[column] = value
         rows.append(row)
     return pd.DataFrame(rows).sort_values("time").reset_index(drop=True) if rows else pd.DataFrame(columns=["time"])
+
+
+def latest_totals(frame: pd.DataFrame) -> dict[str, Any]:
+    """The deployment's current figures: each worker's newest record, summed (drift: the worst worker).
+
+    Several worker replicas each publish their own record (their own partitions and rate); the latest single
+    record would show one replica only.
+    """
+    if frame.empty:
+        return {}
+    newest = frame.groupby("worker", dropna=False).tail(1) if "worker" in frame else frame.tail(1)
+    out: dict[str, Any] = {"time": frame["time"].max(), "workers": len(newest)}
+    for column, how in _COMBINE.items():
+        if column in newest and newest[column].notna().any():
+            values = pd.to_numeric(newest[column], errors="coerce").dropna()
+            out[column] = float(values.sum() if how == "sum" else values.max())
+    return out
 
 
 def mix_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

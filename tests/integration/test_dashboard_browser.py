@@ -3,7 +3,8 @@
 ``segstream dashboard --bundle B --port P --no-live`` runs as a real server; every page is visited, its
 visible text checked, and a screenshot saved under the test's tmp dir (and copied to
 ``/tmp/dashboard-<page>.png`` for a human look). Playwright never downloads a browser here: it drives
-``/usr/bin/chromium``; without it the test is skipped.
+``/usr/bin/chromium``; without it the tests are skipped. A second test runs against live state (Redis and
+topics filled as in :mod:`tests.integration.dashboard_live_state`) and checks the Live and Customer pages.
 """
 
 from __future__ import annotations
@@ -15,30 +16,33 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from segstream.viz.bundle_tables import BundleTables
 from tests.integration.conftest import free_port
+from tests.integration.dashboard_live_state import live_env, topics
 from tests.unit.dashboard.fixtures import dashboard_bundle
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-__all__ = ["dashboard_bundle"]
+__all__ = ["dashboard_bundle", "live_env", "topics"]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
-@pytest.fixture
-def server(dashboard_bundle, tmp_path):
-    """A running ``segstream dashboard`` on a free port; yields its base URL."""
+@contextmanager
+def running_dashboard(bundle: Path, tmp_path: Path, live: bool) -> Iterator[str]:
+    """A running ``segstream dashboard`` on a free port (bundle only unless ``live``); yields its base URL."""
     port = free_port()
     log = (tmp_path / "dashboard.log").open("w")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGSTREAM_")}
+    env = dict(os.environ) if live else {k: v for k, v in os.environ.items() if not k.startswith("SEGSTREAM_")}
     command = [sys.executable, "-c", "from segstream.cli.main import main; main()", "dashboard",
-               "--bundle", str(dashboard_bundle), "--port", str(port), "--no-live"]  # fmt: skip
+               "--bundle", str(bundle), "--port", str(port), *([] if live else ["--no-live"])]  # fmt: skip
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -64,8 +68,37 @@ def server(dashboard_bundle, tmp_path):
         log.close()
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")
-def test_every_page_in_a_real_browser(server, dashboard_bundle, tmp_path):
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
+)
+
+
+def _check(
+    page, base: str, name: str, path: str, expected: list[str], out: Path, in_tables: tuple[str, ...] = ()
+) -> None:
+    """Visit, check the heading and texts, no exception box, save a screenshot (and a copy in /tmp).
+
+    ``in_tables`` are texts inside st.dataframe grids: drawn on a canvas, present in the page only as the
+    grid's hidden accessibility cells, so they are checked for presence, not visibility.
+    """
+    from playwright.sync_api import expect
+
+    page.goto(base + path)
+    expect(page.locator("h1").first).to_have_text(expected[0], timeout=30_000)
+    for text in expected[1:]:
+        expect(page.get_by_text(text).first).to_be_visible(timeout=30_000)
+    for text in in_tables:
+        expect(page.locator("[data-testid^='glide-cell']", has_text=text).first).to_be_attached(timeout=30_000)
+    expect(page.locator("[data-testid='stException']")).to_have_count(0)
+    page.wait_for_timeout(800)  # let plotly finish drawing for the screenshot
+    shot = out / f"dashboard-{name}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+    shutil.copy(shot, f"/tmp/dashboard-{name}.png")
+
+
+@needs_chromium
+def test_every_page_in_a_real_browser(dashboard_bundle, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     tables = BundleTables.open(dashboard_bundle)
@@ -81,21 +114,28 @@ def test_every_page_in_a_real_browser(server, dashboard_bundle, tmp_path):
         ("forecasts", "/forecasts", ["Forecasts", "Daily net sales and forecast", "Backtest error",
                                      "Worker forecast refresh: not available"]),
     ]  # fmt: skip
-    with sync_playwright() as playwright:
+    with running_dashboard(dashboard_bundle, tmp_path, live=False) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 2200})
         for name, path, expected in visits:
-            page.goto(server + path)
-            expect(page.locator("h1").first).to_have_text(expected[0], timeout=30_000)
-            for text in expected[1:]:
-                expect(page.get_by_text(text).first).to_be_visible(timeout=30_000)
-            expect(page.locator("[data-testid='stException']")).to_have_count(0)
-            page.wait_for_timeout(800)  # let plotly finish drawing for the screenshot
-            shot = tmp_path / f"dashboard-{name}.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 20_000
-            shutil.copy(shot, f"/tmp/dashboard-{name}.png")
+            _check(page, base, name, path, expected, tmp_path)
         # The sidebar navigation works by clicking, too.
         page.get_by_role("link", name="Segments").click()
         expect(page.locator("h1").first).to_have_text("Segments", timeout=30_000)
+        browser.close()
+
+
+@needs_chromium
+def test_live_pages_in_a_real_browser(live_env, dashboard_bundle, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with running_dashboard(dashboard_bundle, tmp_path, live=True) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        expected = ["Live", "Redis: live state", "2,000", "Segment mix over time", "Segment mix: live vs. training",
+                    "Streamed net sales per day"]  # fmt: skip
+        _check(page, base, "live-with-worker", "/", expected, tmp_path, in_tables=(live_env["mover"], "inactivity"))
+        expected = ["Customer", "Live state from Redis", "Segment history"]
+        _check(page, base, "customer-live", f"/customer?id={live_env['mover']}", expected, tmp_path,
+               in_tables=("inactivity",))  # fmt: skip
         browser.close()

@@ -1,69 +1,27 @@
 """The dashboard with live state: a real Redis filled by the worker's own store, real topics on the broker.
 
-Redis is written through ``RedisStateStore.apply``/``finalize`` (the worker's writer) with every event of the
-bundle's training file, so the live features as of the watermark must equal the bundle's batch features.
-Monitoring and segment-change records go to fresh topics in the worker's formats. Then every page runs in
-AppTest, and the database and topics must be exactly as before: the app only reads.
+The state comes from :mod:`tests.integration.dashboard_live_state` (written through the worker's own
+store). Every page runs in AppTest, and the database and topics must be exactly as before: the app only
+reads. Live features as of the watermark must equal the bundle's batch features for the same file.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import threading
-import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from segstream.cli.data import load_and_clean
-from segstream.dashboard.data import load_models
-from segstream.models.events import parse_event
 from segstream.models.features import FEATURE_NAMES
 from segstream.settings import Settings
-from segstream.streams.state import Finalization, RedisStateStore, SegmentChange, SegmentRecord
 from segstream.viz.bundle_tables import BundleTables
+from tests.integration.dashboard_live_state import live_env, topics
 from tests.unit.dashboard.fixtures import PAGES, dashboard_bundle, fresh_streamlit_caches, make_app, open_page, texts
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_streamlit_caches")]
-__all__ = ["dashboard_bundle", "fresh_streamlit_caches"]
-
-PREFIX = "dashtest"
+__all__ = ["dashboard_bundle", "fresh_streamlit_caches", "live_env", "topics"]
 READ_COMMANDS = {"get", "hget", "hgetall", "lrange", "scan", "ping", "client", "hello", "select", "info",
                  "echo", "dbsize", "type", "ttl", "pttl", "dump", "keys", "exists", "command"}  # fmt: skip
-
-
-async def _fill(url: str, bundle: Path, events: list) -> dict:
-    """Fold every event in and record each customer's segment (the worker's two steps per batch)."""
-    store = RedisStateStore.from_url(url, prefix=PREFIX)
-    models = load_models(bundle, Settings.load())
-    tables = BundleTables.open(bundle)
-    segment_of = dict(zip(tables.customers["customer_id"], tables.customers["segment"], strict=True))
-    for start in range(0, len(events), 1000):
-        batch = events[start : start + 1000]
-        await store.apply(batch)
-        sales = [(e.event_id, e.ts_ms // 86_400_000, int(segment_of[e.customer_id]), e.amount_cents) for e in batch]
-        await store.finalize(
-            Finalization(segments={}, changes=[], sales=sales, done_event_ids=[e.event_id for e in batch])
-        )
-    watermark = await store.watermark()
-    ids = sorted(segment_of)
-    views = await store.view(ids)
-    changes, records = [], {}
-    for cid in ids:
-        seg = int(segment_of[cid])
-        records[cid] = SegmentRecord(segment=seg, model_version=tables.manifest.version, scored_as_of_ms=watermark)
-        changes.append(SegmentChange(cid, None, seg, tables.manifest.version, views[cid].aggregates["last_ts"],
-                                     "purchase", f"evt-{cid}"))  # fmt: skip
-    mover = ids[0]
-    other = next(s for s in models.names if s != segment_of[mover])
-    changes.append(SegmentChange(mover, int(segment_of[mover]), other, tables.manifest.version, watermark,
-                                 "inactivity", None))  # fmt: skip
-    records[mover] = SegmentRecord(segment=other, model_version=tables.manifest.version, scored_as_of_ms=watermark)
-    await store.finalize(Finalization(segments=records, changes=changes, sales=[], done_event_ids=[]))
-    await store.close()
-    return {"watermark": watermark, "mover": mover, "mover_segment": other, "names": models.names}
 
 
 def _snapshot(client) -> dict:
@@ -79,61 +37,6 @@ def _topic_ends(stack, topics: dict[str, str]) -> dict:
         return consumer.end_offsets([TopicPartition(t, 0) for t in topics.values()])
     finally:
         consumer.close()
-
-
-@pytest.fixture(scope="module")
-def topics(embedded_stack):
-    from segstream.streams.topics import ensure_topics, wait_for_topics
-
-    suffix = uuid.uuid4().hex[:8]
-    names = {"monitoring": f"dash-monitoring-{suffix}", "segment_changes": f"dash-changes-{suffix}",
-             "sales_forecasts": f"dash-forecasts-{suffix}"}  # fmt: skip
-    ensure_topics(embedded_stack.settings.kafka, list(names.values()), partitions=1)
-    wait_for_topics(embedded_stack.settings.kafka, list(names.values()), timeout=10)
-    return names
-
-
-@pytest.fixture
-def live_env(embedded_stack, redis_client, topics, dashboard_bundle, monkeypatch):
-    """Redis filled through the worker's store, monitoring and change records on their topics, env set."""
-    from kafka import KafkaProducer
-
-    from segstream.streams.monitoring import SegmentMix, WorkerStats, monitoring_record
-    from segstream.streams.outputs import change_payload
-
-    data = dashboard_bundle.parent / "events.csv"
-    frame, _ = load_and_clean(str(data), None, None, echo=False)
-    events = [
-        parse_event(json.dumps({"event_id": r.event_id, "customer_id": r.customer_id,
-                                "timestamp": r.timestamp.isoformat(), "amount": r.amount}))
-        for r in frame.itertuples()
-    ]  # fmt: skip
-    filled = asyncio.run(_fill(embedded_stack.redis_url, dashboard_bundle, events))
-    forecast = {"generated_at": "2026-01-01T00:00:00Z", "model_version": "v",
-                "rows": [{"series": "total", "date": f"2026-01-{d:02d}", "yhat": 1000.0 + d, "lower": 800.0,
-                          "upper": 1200.0, "model": "prophet"} for d in range(1, 15)]}  # fmt: skip
-    redis_client.set(f"{PREFIX}:v1:forecast", json.dumps(forecast))  # the worker's refresh, as it stores it
-
-    producer = KafkaProducer(**embedded_stack.settings.kafka.kafka_python_kwargs())
-    stats = WorkerStats(processed=len(events), dead_letters=3, duplicates=5, mix=SegmentMix())
-    for i, cid in enumerate(sorted({e.customer_id for e in events})):
-        stats.mix.observe(cid, i % len(filled["names"]))
-    for rate in (1500.0, 2500.0, 2000.0):
-        record = monitoring_record(stats, model_version="v", training_mix={s: 1.0 for s in filled["names"]},
-                                   lag={"0": 42}, watermark_ms=filled["watermark"], events_per_s=rate,
-                                   worker_id="w1")  # fmt: skip
-        producer.send(topics["monitoring"], json.dumps(record).encode())
-    change = SegmentChange(filled["mover"], None, filled["mover_segment"], "v", filled["watermark"], "inactivity", None)
-    producer.send(topics["segment_changes"], change_payload(change, filled["names"]))
-    producer.flush()
-    producer.close()
-
-    monkeypatch.setenv("SEGSTREAM_REDIS_URL", embedded_stack.redis_url)
-    monkeypatch.setenv("SEGSTREAM_REDIS_KEY_PREFIX", PREFIX)
-    monkeypatch.setenv("SEGSTREAM_KAFKA_BOOTSTRAP_SERVERS", embedded_stack.kafka_bootstrap)
-    for name, topic in topics.items():
-        monkeypatch.setenv(f"SEGSTREAM_TOPIC_{name.upper()}", topic)
-    return {**filled, "events": events}
 
 
 def test_every_page_with_live_state_reads_it_and_writes_nothing(live_env, redis_client, dashboard_bundle,

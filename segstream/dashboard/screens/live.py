@@ -28,7 +28,7 @@ def _body(tables: BundleTables) -> None:
     reader, redis_why = session.live_reader()
     records, kafka_why = session.topic_records(session.settings().topics.monitoring, n=500)
     frame = monitoring.monitoring_frame(records)
-    latest: dict[str, Any] = frame.iloc[-1].to_dict() if len(frame) else {}
+    latest = monitoring.latest_totals(frame)
     watermark = None
     if reader is not None:
         watermark, problem = session.live_call(reader.watermark_ms)
@@ -42,14 +42,17 @@ def _body(tables: BundleTables) -> None:
     _metric(cols[4], "Drift (PSI)", latest.get("drift_psi"), "{:.3f}",
             help="Population stability index of the live segment mix vs. training: <0.1 stable, 0.1-0.25 "
                  "some shift, >0.25 large shift")  # fmt: skip
-    cols[5].metric("Event-time watermark", views.fmt_time(watermark) if watermark else "—")
+    _metric(cols[5], "Duplicates skipped", latest.get("duplicates"), "{:,.0f}",
+            help="Redelivered or repeated events recognised by event_id and not counted twice")  # fmt: skip
+    st.caption(f"Event-time watermark (newest event folded into the state): {views.fmt_time(watermark)}.")
     if frame.empty:
         session.missing(
             "Monitoring (events/s, lag, dead letters, drift)",
             kafka_why or "no records on the monitoring topic yet; the worker publishes one every few seconds",
         )
     else:
-        st.caption(f"Latest monitoring record {latest['time']:%Y-%m-%d %H:%M:%S} UTC, {len(frame)} records read.")
+        st.caption(f"Newest monitoring record {latest['time']:%Y-%m-%d %H:%M:%S} UTC; figures add up the newest "
+                   f"record of each of {latest['workers']} worker(s); {len(frame)} records read.")  # fmt: skip
 
     left, right = st.columns(2)
     mix = monitoring.mix_frame(records)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from segstream.dashboard.monitoring import mix_frame, monitoring_frame, record_time
+from segstream.dashboard.monitoring import latest_totals, mix_frame, monitoring_frame, record_time
 
 
 def test_fields_are_read_under_their_accepted_names_oldest_first():
@@ -49,3 +49,15 @@ def test_mix_shares_sum_to_one_per_record_and_accept_prefixed_ids():
 )
 def test_record_time_prefers_the_records_own_time(record, expected):
     assert record_time(record) == pd.Timestamp(expected)
+
+
+def test_latest_totals_add_up_the_newest_record_of_each_worker():
+    records = [
+        {"_timestamp_ms": 1000, "worker": "a", "events_per_s": 100.0, "consumer_lag": 5, "drift_psi": 0.01},
+        {"_timestamp_ms": 2000, "worker": "b", "events_per_s": 50.0, "consumer_lag": 1, "drift_psi": 0.3},
+        {"_timestamp_ms": 3000, "worker": "a", "events_per_s": 200.0, "consumer_lag": 2, "drift_psi": 0.02},
+    ]
+    totals = latest_totals(monitoring_frame(records))
+    assert totals["workers"] == 2
+    assert totals["events_per_s"] == 250.0 and totals["lag"] == 3.0 and totals["drift_psi"] == 0.3
+    assert latest_totals(monitoring_frame([])) == {}
