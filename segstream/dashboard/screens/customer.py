@@ -48,6 +48,9 @@ def render() -> None:
         features, segment = live.features, live.segment
         st.success(f"Live state from Redis, as of the watermark {views.fmt_time(live.watermark_ms)}"
                    f" (model {live.model_version or '?'})", icon=":material/bolt:")  # fmt: skip
+        if live.pending is not None and live.pending != live.segment:
+            st.caption(f"Pending move to {figures.segment_label(live.pending, names)}: seen in the latest "
+                       "evaluation(s), not yet held long enough to be emitted (hysteresis).")  # fmt: skip
     else:
         row = trained.iloc[0]
         features, segment = {f: float(row[f]) for f in FEATURE_NAMES if f in row}, int(row["segment"])
@@ -124,7 +127,7 @@ def _history(live: Any, names: dict[int, str], why: str | None) -> None:
     if not live.history:
         st.write("No segment changes recorded for this customer yet.")
         return
-    st.dataframe(views.changes_table(live.history, names).drop(columns=["customer"]), hide_index=True)
+    st.dataframe(views.changes_table(live.history, names).drop(columns=["customer", "model"]), hide_index=True)
 
 
 if __name__ == "__main__":

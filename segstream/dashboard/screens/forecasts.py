@@ -60,10 +60,10 @@ def render() -> None:
         )
 
     st.subheader("Latest refresh from the streaming worker")
-    _worker_refresh(tables, series, horizon, names)
+    _worker_refresh(tables, series, horizon, names, shown)
 
 
-def _worker_refresh(tables: Any, series: str, horizon: int, names: dict[int, str]) -> None:
+def _worker_refresh(tables: Any, series: str, horizon: int, names: dict[int, str], shown: list[str]) -> None:
     refresh, source, why = _latest_refresh()
     if refresh is None or refresh.empty:
         session.missing(
@@ -79,12 +79,19 @@ def _worker_refresh(tables: Any, series: str, horizon: int, names: dict[int, str
         streamed, _ = session.live_call(reader.daily_sales)
     daily = tables.daily_sales if streamed is None or streamed.empty else pd.concat([tables.daily_sales, streamed])
     daily = daily.groupby(["date", "series"], as_index=False)["sales"].last()
+    meta = refresh.attrs.get("meta", {})
+    if refresh["model"].isin(shown).any():  # the models picked above, when the worker ran any of them
+        refresh = refresh.loc[refresh["model"].isin(shown)].copy()
     generated = refresh["generated_at"].max() if "generated_at" in refresh else "unknown time"
     if series not in set(refresh["series"]):
         st.info(f"The worker's refresh ({source}) has no series {_series_label(series, names)}.")
         return
     st.plotly_chart(figures.forecast_figure(daily, refresh, None, series=series, horizon=horizon,
                                             title=f"Worker refresh ({source}, generated {generated})"))  # fmt: skip
+    if meta:
+        st.caption(f"Model {meta.get('model_version', '?')}; fitted on {meta.get('history_days', '?')} days of "
+                   f"history up to {meta.get('last_day', '?')}, of which {meta.get('streamed_days', '?')} days "
+                   "streamed by the worker.")  # fmt: skip
 
 
 def _latest_refresh() -> tuple[pd.DataFrame | None, str, str | None]:
@@ -124,6 +131,8 @@ def forecast_rows(payload: Any) -> pd.DataFrame | None:
         extra = {k: v for k, v in item.items() if not isinstance(v, list | dict)}
         rows += [{**extra, **r} for r in nested if isinstance(r, dict)]
     frame = pd.DataFrame(rows)
+    if isinstance(payload, dict):
+        frame.attrs["meta"] = {k: v for k, v in payload.items() if not isinstance(v, list | dict)}
     if frame.empty or not {"date", "yhat"} <= set(frame.columns):
         return None
     frame["date"] = pd.to_datetime(frame["date"], utc=True).dt.tz_localize(None)

@@ -51,6 +51,12 @@ def _body(tables: BundleTables) -> None:
             kafka_why or "no records on the monitoring topic yet; the worker publishes one every few seconds",
         )
     else:
+        age_s = (pd.Timestamp.now(tz="UTC") - latest["time"]).total_seconds()
+        stale_after = 3 * session.settings().worker.monitoring_interval_s
+        if age_s > stale_after:
+            st.warning(f"The newest monitoring record is {age_s / 60:,.1f} minutes old (the worker publishes one "
+                       f"every {session.settings().worker.monitoring_interval_s:g} s): the worker may be stopped. "
+                       "Figures below are its last report.", icon=":material/schedule:")  # fmt: skip
         st.caption(f"Newest monitoring record {latest['time']:%Y-%m-%d %H:%M:%S} UTC; figures add up the newest "
                    f"record of each of {latest['workers']} worker(s); {len(frame)} records read.")  # fmt: skip
 

@@ -43,6 +43,7 @@ def test_forecast_rows_accepts_a_stored_refresh_and_topic_rows():
     frame = forecast_rows(stored)
     assert frame is not None and frame.iloc[0]["generated_at"] == "2026-01-02T00:00:00Z"
     assert frame.iloc[0]["date"] == pd.Timestamp("2026-01-03")
+    assert frame.attrs["meta"]["model_version"] == "v"
     topic = forecast_rows([{"date": "2026-01-03T00:00:00+00:00", "yhat": 3.0}])
     assert topic is not None and topic.iloc[0]["series"] == "total" and topic.iloc[0]["lower"] == 3.0
     assert forecast_rows(None) is None and forecast_rows([{"nothing": 1}]) is None
