@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from segstream.dashboard.errors import LiveStateUnavailable
-from segstream.models.customer_state import CustomerState
+from segstream.models.customer_state import CustomerState, aggregates_matrix
 from segstream.models.features import DAY_MS, FEATURE_NAMES, NO_TIMESTAMP, features_from_aggregates
 from segstream.settings import RedisSettings
 from segstream.streams.state.keys import KeySpace
@@ -133,7 +133,7 @@ class LiveReader:
             return None
         watermark = max(self.watermark_ms(), int(raw["lt"]))
         state = state_from_hash(raw)
-        row = features_from_aggregates({k: [v] for k, v in state.aggregates(watermark).items()}, watermark)[0]
+        row = features_from_aggregates(aggregates_matrix([state.aggregates(watermark)]), watermark)[0]
         history = [json.loads(item) for item in self.redis.lrange(self.keys.history(customer_id), 0, -1)]
         return LiveCustomer(
             customer_id=customer_id, features=dict(zip(FEATURE_NAMES, map(float, row), strict=True)),

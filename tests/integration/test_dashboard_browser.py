@@ -90,7 +90,7 @@ def _check(
     for text in in_tables:
         expect(page.locator("[data-testid^='glide-cell']", has_text=text).first).to_be_attached(timeout=30_000)
     expect(page.locator("[data-testid='stException']")).to_have_count(0)
-    page.wait_for_timeout(800)  # let plotly finish drawing for the screenshot
+    page.wait_for_timeout(400)  # let plotly finish drawing for the screenshot
     shot = out / f"dashboard-{name}.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
