@@ -21,6 +21,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "segstream.cli.stack",
     "segstream.cli.stream",
     "segstream.cli.dashboard",
+    "segstream.cli.bench",
 )
 
 

@@ -1,0 +1,59 @@
+"""The bare-faust ceiling: an agent that only counts raw events, with the worker's settings.
+
+Run as ``python -m segstream.bench.ceiling --group G --expect N --result FILE [--mode take|each]`` with the
+worker's ``SEGSTREAM_*`` environment. ``take`` (the default) iterates like the worker does
+(``stream.take_events(batch_size, within=batch_timeout_s)``); ``each`` is the plain ``async for event``
+loop. Whatever faust costs per event here is the most one worker process can do.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from segstream.bench.faustapp import Counter, app_kwargs, finish, install_loop, run_app
+from segstream.settings import Settings
+
+
+def build_app(settings: Settings, group: str, expect: int, result: Path, mode: str, loop_kind: str) -> Any:
+    """The counting app (consumes ``settings.topics.transactions`` as raw bytes)."""
+    import faust
+
+    app = faust.App(group, datadir=str(result.parent / f"faust-{group}"), **app_kwargs(settings))
+    source = app.topic(settings.topics.transactions, key_type=bytes, value_type=bytes, key_serializer="raw",
+                       value_serializer="raw")  # fmt: skip
+    counter = Counter(expect)
+    extra = {"mode": mode, "loop": loop_kind}
+    w = settings.worker
+
+    @app.agent(source, name="bench-ceiling")
+    async def count(stream: Any) -> None:
+        if mode == "take":
+            async for events in stream.take_events(w.batch_size, within=w.batch_timeout_s):
+                if counter.add(len(events)):
+                    finish(counter, result, extra)
+        else:
+            async for _event in stream.events():
+                if counter.add(1):
+                    finish(counter, result, extra)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments, build the app and run it until ``--expect`` events were counted."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--expect", type=int, required=True)
+    parser.add_argument("--result", type=Path, required=True)
+    parser.add_argument("--mode", choices=["take", "each"], default="take")
+    parser.add_argument("--no-uvloop", action="store_true")
+    args = parser.parse_args(argv)
+    loop_kind = install_loop(not args.no_uvloop)
+    app = build_app(Settings.load(), args.group, args.expect, args.result, args.mode, loop_kind)
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()

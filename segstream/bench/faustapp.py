@@ -1,0 +1,105 @@
+"""What the bench's own faust processes (the ceiling and the naive baseline) share with the worker.
+
+They must run with the worker's settings or the ratios mean nothing: :func:`app_kwargs` repeats the
+``faust.App`` arguments of :func:`segstream.streams.app.create_worker` (the Kafka group tuning from
+settings, 5000 records per poll, the stream buffer sized from the worker batch size, 5 ms producer linger).
+If the worker's arguments change, change them here too (``settings_used`` in the bench JSON shows both).
+
+Each process reads its settings from the same ``SEGSTREAM_*`` environment the harness gives the worker,
+counts what it consumed, writes a small JSON result file and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from segstream.settings import Settings
+
+
+def app_kwargs(settings: Settings) -> dict[str, Any]:
+    """The ``faust.App`` keyword arguments the worker uses (broker, group tuning, buffers, producer)."""
+    batch = settings.worker.batch_size
+    return {
+        **settings.kafka.faust_app_kwargs(),
+        "web_enabled": False,
+        "autodiscover": False,
+        "store": "memory://",
+        "topic_partitions": settings.topics.partitions,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_max_poll_records": 5000,
+        "broker_commit_interval": 1.0,
+        "stream_buffer_maxsize": max(4 * batch, 4096),
+        "producer_linger_ms": 5,
+        "producer_max_request_size": 2_000_000,
+    }
+
+
+def described_kwargs(settings: Settings) -> dict[str, Any]:
+    """:func:`app_kwargs` as JSON-friendly values (credentials left out)."""
+    return {k: v for k, v in app_kwargs(settings).items() if k != "broker_credentials"}
+
+
+def install_loop(prefer_uvloop: bool = True) -> str:
+    """Set a fresh event loop (uvloop when installed and preferred); returns ``"uvloop"`` or ``"asyncio"``."""
+    if prefer_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            asyncio.set_event_loop(uvloop.new_event_loop())
+            return "uvloop"
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    return "asyncio"
+
+
+@dataclass
+class Counter:
+    """Counts consumed events and times them from the first consumed to the last one expected.
+
+    The rate leaves out the first batch (its events were consumed before the clock started):
+    ``(events - first_batch) / (t_last - t_first)``.
+    """
+
+    expect: int
+    events: int = 0
+    first_batch: int = 0
+    t_first: float = 0.0
+    t_last: float = 0.0
+
+    def add(self, n: int) -> bool:
+        """Record ``n`` more consumed events; True once ``expect`` is reached."""
+        now = time.perf_counter()
+        if self.events == 0:
+            self.t_first, self.first_batch = now, n
+        self.events += n
+        self.t_last = now
+        return self.events >= self.expect
+
+    @property
+    def eps(self) -> float:
+        """Sustained events per second (0 when too few events were timed)."""
+        span = self.t_last - self.t_first
+        return (self.events - self.first_batch) / span if span > 0 else 0.0
+
+
+def finish(counter: Counter, result_file: Path, extra: dict[str, Any] | None = None) -> None:
+    """Write the result and leave at once (the group is per run, so a clean leave is not needed)."""
+    data = {**asdict(counter), "eps": counter.eps, "pid": os.getpid(), **(extra or {})}
+    tmp = result_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, result_file)
+    os._exit(0)
+
+
+def run_app(app: Any) -> None:
+    """Run a faust app in the foreground on the current event loop."""
+    from faust.worker import Worker
+
+    Worker(app, loglevel="warning", loop=asyncio.get_event_loop(), redirect_stdouts=False).execute_from_commandline()

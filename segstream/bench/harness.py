@@ -1,0 +1,228 @@
+"""One bench run end to end: stack, bundle, events, the measured phases, micro-benchmarks, memory.
+
+:func:`run_bench` returns the report dictionary (see :mod:`segstream.bench.report` for its stable keys).
+On the embedded stack (the default) a fresh broker and Redis are started on free ports in a temporary
+directory and stopped afterwards; with ``use_running`` the ``SEGSTREAM_*`` Kafka and Redis are used and
+only this run's topics (named ``bench-<id>.*``) and keys (prefix ``bench-<id>``) are touched; the keys
+are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from segstream.bench.errors import BenchError
+from segstream.settings import KafkaSettings, RedisSettings, Settings
+
+
+@dataclass
+class BenchConfig:
+    """What to run and how big.
+
+    Attributes:
+        events: Events pre-loaded and consumed by the ceiling and the worker.
+        customers: Customers the events are spread over.
+        baseline_events: Events the naive baseline processes (default: events / 10, at least 1000).
+        partitions: Partitions of the input topics.
+        latency_s: Seconds of fixed-rate offering for the latency percentiles (0 skips it).
+        latency_rate: Offered events/s (default: half the measured worker throughput).
+        memory_customers: Customers loaded for Redis bytes per customer (0 skips it).
+        two_workers: Also measure two workers in one group over the partitions.
+        micro: Run the micro-benchmarks.
+        profile: Profile a separate worker run with py-spy (when installed) and summarise it.
+        use_running: Use the configured Kafka and Redis instead of a fresh embedded stack.
+        bundle: An existing bundle to score with (default: train a small one).
+        uvloop: Run the faust processes on uvloop when installed.
+        ceiling_mode: ``take`` (iterate like the worker) or ``each`` (plain ``async for``).
+        seed: Seed of the generated events.
+        redis_fsync: On the embedded stack only: ``appendfsync`` for the whole run (``always`` is the
+            stack's own setting; ``everysec`` is Redis's default). None leaves it as started.
+        keep: Keep the work directory (logs, results) instead of deleting it.
+    """
+
+    events: int = 100_000
+    customers: int = 10_000
+    baseline_events: int | None = None
+    partitions: int = 4
+    latency_s: float = 10.0
+    latency_rate: float | None = None
+    memory_customers: int = 1_000_000
+    two_workers: bool = True
+    micro: bool = True
+    profile: bool = False
+    use_running: bool = False
+    bundle: Path | None = None
+    uvloop: bool = True
+    ceiling_mode: str = "take"
+    seed: int = 0
+    redis_fsync: str | None = None
+    keep: bool = False
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> BenchConfig:
+        """A CI-sized run (well under a minute of measuring): small counts, no second worker."""
+        base = {"events": 15_000, "customers": 2_000, "baseline_events": 1_500, "latency_s": 3.0,
+                "memory_customers": 20_000, "two_workers": False}  # fmt: skip
+        return cls(**{**base, **overrides})
+
+    @property
+    def naive_events(self) -> int:
+        return self.baseline_events or max(1000, min(self.events // 10, 20_000))
+
+
+@contextmanager
+def _services(config: BenchConfig, work_dir: Path) -> Iterator[tuple[Settings, dict[str, int]]]:
+    if config.use_running:
+        yield Settings.load(), {}
+        return
+    from segstream.bench.procs import free_port
+    from segstream.embedded import EmbeddedStack
+
+    stack = EmbeddedStack(work_dir / "stack", kafka_port=free_port(), redis_port=free_port())
+    try:
+        stack.up(timeout=30)
+        status = stack.status()
+        pids = {name: int(status[name]["pid"]) for name in ("kafka", "redis") if status[name].get("pid")}
+        if config.redis_fsync:
+            _redis_config(stack.redis_url, appendfsync=config.redis_fsync)
+        yield Settings.load(kafka=KafkaSettings(bootstrap_servers=stack.kafka_bootstrap),
+                            redis=RedisSettings(url=stack.redis_url)), pids  # fmt: skip
+    finally:
+        stack.down()
+
+
+def _produce(settings: Settings, topic: str, pairs: Any) -> float:
+    from segstream.streams.replay import replay
+
+    result = replay([], settings.kafka, topic, raw_values=pairs)
+    return result.rate
+
+
+def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """Run every phase and return the report dictionary.
+
+    Raises:
+        BenchError: A phase did not finish in time or a process died (the message has its log tail).
+    """
+    from segstream.bench import micro, phases, report
+    from segstream.bench.memory import redis_memory
+    from segstream.bench.workload import make_workload, train_bench_bundle, use_bundle
+    from segstream.streams.topics import ensure_topics, wait_for_topics
+
+    run_id = f"bench-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    work_dir = Path(tempfile.mkdtemp(prefix=f"segstream-{run_id}-"))
+    started = time.perf_counter()
+    results: dict[str, Any] = {"run_id": run_id, "config": {k: str(v) if isinstance(v, Path) else v
+                                                            for k, v in asdict(config).items()}}  # fmt: skip
+    try:
+        with _services(config, work_dir) as (settings, stack_pids):
+            say(f"run {run_id}: Kafka {settings.kafka.bootstrap_servers}, work dir {work_dir}")
+            models_root = work_dir / "models"
+            t0 = time.perf_counter()
+            bundle = use_bundle(config.bundle, models_root) if config.bundle else train_bench_bundle(models_root)
+            results["bundle"] = {"path": str(bundle), "train_seconds": time.perf_counter() - t0}
+            say(f"bundle ready ({results['bundle']['train_seconds']:.1f}s); generating {config.events:,} events")
+            workload = make_workload(config.events, config.customers, config.seed, run_id)
+            if len(workload) == 0:
+                raise BenchError("the generator made no events; raise --events or --customers")
+            ctx = phases.RunContext(run_id, work_dir, settings, models_root, bundle, workload, config.partitions,
+                                    config.uvloop, stack_pids, say)  # fmt: skip
+            tags = ["main", "two"] if config.two_workers else ["main"]
+            names = [name for tag in tags for name in ctx.topics(tag).values()]
+            names += [ctx.topics("main")["SCORED"] + ".naive", ctx.topics("main")["SEGMENT_CHANGES"] + ".naive"]
+            ensure_topics(settings.kafka, names, partitions=config.partitions)
+            wait_for_topics(settings.kafka, names, timeout=30)
+            rate = _produce(settings, ctx.topics("main")["TRANSACTIONS"], workload.pairs())
+            results["workload"] = {"events": len(workload), "customers": workload.customers,
+                                   "span_days": workload.span_days, "preload_eps": rate}  # fmt: skip
+            say(f"pre-loaded {len(workload):,} events ({rate:,.0f}/s); bare-faust ceiling ({config.ceiling_mode})")
+            results["ceiling"] = phases.run_ceiling(ctx, config.ceiling_mode)
+            say(f"ceiling {results['ceiling']['eps']:,.0f} events/s; worker")
+            results["worker"] = phases.run_worker(ctx, config.latency_s, config.latency_rate)
+            say(f"worker {results['worker']['eps']:,.0f} events/s; naive baseline on {config.naive_events:,} events")
+            results["baseline"] = phases.run_baseline(ctx, config.naive_events)
+            say(f"baseline {results['baseline']['eps']:,.0f} events/s")
+            if config.two_workers:
+                say("two workers in one group")
+                results["two_workers"] = phases.run_two_workers(
+                    ctx, lambda topic: _produce(settings, topic, workload.pairs())
+                )
+            if config.profile:
+                from segstream.bench.profile import profile_worker
+
+                say("profiling a separate worker run with py-spy")
+                results["profile"] = profile_worker(ctx)
+            if config.micro:
+                say("micro-benchmarks")
+                redis_kwargs = settings.redis.client_kwargs()
+                results["micro"] = {
+                    "scoring": micro.scoring(bundle, rows=min(100_000, max(10_000, config.events))),
+                    "redis_state": micro.redis_state(settings.redis.url, redis_kwargs, f"{run_id}:micro"),
+                    "json": micro.json_codec(workload.values),
+                }
+            results["settings_used"] = report.settings_used(settings, ctx)
+            results["settings_used"]["redis"] = _redis_config(settings.redis.url, **settings.redis.client_kwargs())
+            if config.memory_customers > 0:
+                say(f"Redis memory at {config.memory_customers:,} customers")
+                if not config.use_running:  # only our own server: no AOF while loading (same bytes, faster)
+                    _redis_config(settings.redis.url, appendonly="no")
+                results["memory"] = redis_memory(
+                    settings.redis.url, settings.redis.client_kwargs(), f"{run_id}:mem",
+                    customers=config.memory_customers,
+                    progress=lambda done, total: say(f"  loaded {done:,}/{total:,} customers"),
+                )  # fmt: skip
+            if config.use_running:
+                _delete_run_keys(settings, run_id)
+    finally:
+        if config.keep:
+            say(f"kept {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    results["wall_seconds"] = time.perf_counter() - started
+    return report.build(results)
+
+
+def _redis_config(url: str, **changes: Any) -> dict[str, Any]:
+    """Apply ``CONFIG SET`` changes (own server only) and return the persistence settings and version."""
+    import redis
+
+    client_kwargs = {k: v for k, v in changes.items() if k not in ("appendfsync", "appendonly")}
+    client = redis.Redis.from_url(url, **client_kwargs)
+    try:
+        for name in ("appendonly", "appendfsync"):
+            if name in changes:
+                client.config_set(name, changes[name])
+        out: dict[str, Any] = {"version": client.info("server").get("redis_version")}
+        try:
+            for name in ("appendonly", "appendfsync"):
+                out[name] = client.config_get(name).get(name)
+        except redis.ResponseError:  # CONFIG may be disabled on a managed Redis
+            pass
+        return out
+    finally:
+        client.close()
+
+
+def _delete_run_keys(settings: Settings, run_id: str) -> None:
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from segstream.bench.memory import _delete_prefix
+
+    async def go() -> None:
+        client = aioredis.from_url(settings.redis.url, **settings.redis.client_kwargs())
+        try:
+            await _delete_prefix(client, run_id)
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())

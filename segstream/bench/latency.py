@@ -1,0 +1,121 @@
+"""Produce -> scored latency at a fixed offered rate.
+
+Events are produced at ``rate`` per second for ``seconds`` with their send time (``time.time_ns()``) in
+the payload field ``bench_sent_ns``; the worker passes unknown fields through to ``transactions.scored``,
+where a consumer reading from the log end notes when each one arrives. Producer and consumer share one
+event loop (uvloop when installed) in the bench process; both clocks are this machine's wall clock.
+The first ``warmup_s`` seconds of sends are left out of the percentiles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from segstream.bench.workload import Workload, follow_up_record
+from segstream.settings import KafkaSettings
+
+
+def percentiles(latencies_ms: list[float]) -> dict[str, float | None]:
+    """p50/p95/p99/max (None when there are no samples)."""
+    if not latencies_ms:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    arr = np.asarray(latencies_ms, dtype=np.float64)
+    p50, p95, p99 = np.percentile(arr, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(arr.max())}
+
+
+async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Workload, rate: float,
+                   seconds: float, run_id: str, warmup_s: float, drain_s: float) -> dict[str, Any]:  # fmt: skip
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    consumer = AIOKafkaConsumer(**kafka.aiokafka_kwargs(), enable_auto_commit=False, group_id=None)
+    producer = AIOKafkaProducer(**kafka.aiokafka_kwargs(), linger_ms=0, acks=1)
+    await consumer.start()
+    await producer.start()
+    try:
+        await consumer.topics()  # fetches metadata, so partitions_for_topic knows the topic
+        partitions = consumer.partitions_for_topic(scored) or set()
+        tps = [TopicPartition(scored, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        prefix = f"{run_id}-lat-"
+        total = max(1, int(rate * seconds))
+        received: dict[str, float] = {}
+        sent_at: dict[str, int] = {}
+
+        async def receive() -> None:
+            while len(received) < total:
+                batches = await consumer.getmany(timeout_ms=100, max_records=5000)
+                now_ns = time.time_ns()
+                for records in batches.values():
+                    for rec in records:
+                        value = json.loads(rec.value)
+                        eid = value.get("event_id", "")
+                        if eid.startswith(prefix) and "bench_sent_ns" in value:
+                            received.setdefault(eid, (now_ns - int(value["bench_sent_ns"])) / 1e6)
+
+        reader = asyncio.ensure_future(receive())
+        futures = []
+        started = time.perf_counter()
+        for i in range(total):
+            due = started + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            rec = follow_up_record(workload, i, run_id, time.time_ns())
+            sent_at[rec["event_id"]] = i
+            value = json.dumps(rec, separators=(",", ":")).encode()
+            futures.append(await producer.send(source, value, key=str(rec["customer_id"]).encode()))
+        offered_s = time.perf_counter() - started
+        await asyncio.gather(*futures)
+        try:
+            await asyncio.wait_for(reader, timeout=drain_s)
+        except TimeoutError:
+            pass
+        warm = int(rate * warmup_s)
+        kept = [ms for eid, ms in received.items() if sent_at.get(eid, 0) >= warm]
+        return {
+            "offered_rate_eps": rate,
+            "achieved_offer_eps": total / offered_s if offered_s > 0 else None,
+            "sent": total,
+            "received": len(received),
+            "warmup_s": warmup_s,
+            "samples": len(kept),
+            "latency_ms": percentiles(kept),
+        }
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def measure_latency(
+    kafka: KafkaSettings,
+    source: str,
+    scored: str,
+    workload: Workload,
+    rate: float,
+    seconds: float,
+    run_id: str,
+    warmup_s: float = 1.0,
+    drain_s: float = 30.0,
+) -> dict[str, Any]:
+    """Offer ``rate`` events/s for ``seconds`` to ``source``; return percentiles of produce -> scored.
+
+    Returns:
+        ``offered_rate_eps``, ``achieved_offer_eps``, ``sent``, ``received``, ``samples`` and
+        ``latency_ms`` (``p50``, ``p95``, ``p99``, ``max``).
+    """
+    coro = _measure(kafka, source, scored, workload, rate, seconds, run_id, warmup_s, drain_s)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)

@@ -1,0 +1,223 @@
+"""The measured phases of one bench run: ceiling, worker (throughput, latency, RSS), baseline, two workers.
+
+Every phase runs its processes alone (this box has two cores), on the same pre-loaded input topic, each
+with its own consumer group and Redis key prefix, so they see the same events and never each other's
+state. The worker is started through its CLI (``segstream worker``) with ``SEGSTREAM_*`` environment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segstream.bench.procs import (
+    Child,
+    CountWindow,
+    cpu_seconds,
+    free_port,
+    module_command,
+    read_metrics,
+    rss_mb,
+    segstream_command,
+    wait_result_file,
+    watch_count,
+)
+from segstream.bench.workload import Workload
+from segstream.settings import Settings
+
+PROCESSED = "segstream_events_processed_total"
+# Seconds a phase may take once its first event was consumed, per 1000 events (plus a floor).
+_SECONDS_PER_1000 = 5.0
+
+
+@dataclass
+class RunContext:
+    """What every phase of a run shares."""
+
+    run_id: str
+    work_dir: Path
+    settings: Settings
+    models_root: Path
+    bundle_dir: Path
+    workload: Workload
+    partitions: int
+    uvloop: bool
+    stack_pids: dict[str, int] = field(default_factory=dict)
+    say: Callable[[str], None] = lambda _msg: None
+
+    @property
+    def log_dir(self) -> Path:
+        return self.work_dir / "logs"
+
+    def topics(self, tag: str) -> dict[str, str]:
+        """The topic names of one input set (``tag``), as ``SEGSTREAM_TOPIC_*`` values."""
+        base = f"{self.run_id}.{tag}"
+        return {"TRANSACTIONS": f"{base}.transactions", "SCORED": f"{base}.scored",
+                "SEGMENT_CHANGES": f"{base}.segment-changes", "SALES_FORECASTS": f"{base}.sales-forecasts",
+                "DEAD_LETTERS": f"{base}.dead-letters", "MONITORING": f"{base}.monitoring"}  # fmt: skip
+
+    def env(self, tag: str, group: str, prefix: str, web_port: int | None = None) -> dict[str, str]:
+        """The ``SEGSTREAM_*`` environment of a child process."""
+        env = {f"SEGSTREAM_TOPIC_{k}": v for k, v in self.topics(tag).items()}
+        env.update({
+            "SEGSTREAM_KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka.bootstrap_servers,
+            "SEGSTREAM_REDIS_URL": self.settings.redis.url,
+            "SEGSTREAM_REDIS_KEY_PREFIX": prefix,
+            "SEGSTREAM_TOPIC_PARTITIONS": str(self.partitions),
+            "SEGSTREAM_MODEL_ROOT": str(self.models_root),
+            "SEGSTREAM_WORKER_GROUP_ID": group,
+            # The worker puts faust's datadir next to the stack state dir (faust creates only the last level).
+            "SEGSTREAM_STACK_STATE_DIR": str(self.work_dir / "stack-state"),
+            "PYTHONUNBUFFERED": "1",
+        })  # fmt: skip
+        if web_port is not None:
+            env["SEGSTREAM_WEB_PORT"] = str(web_port)
+        return env
+
+    def timeout(self, events: int) -> float:
+        return max(60.0, _SECONDS_PER_1000 * events / 1000)
+
+
+def run_counting_process(ctx: RunContext, module: str, name: str, events: int, extra: list[str]) -> dict[str, Any]:
+    """Run a bench faust process (ceiling or baseline) on the main input until it counted ``events``."""
+    group = f"{ctx.run_id}-{name}"
+    result = ctx.work_dir / f"{name}.json"
+    args = ["--group", group, "--expect", str(events), "--result", str(result), *extra]
+    if not ctx.uvloop:
+        args.append("--no-uvloop")
+    env = ctx.env("main", group, f"{ctx.run_id}:{name}")
+    child = Child.start(name, module_command(module, *args), env, ctx.log_dir)
+    return wait_result_file(child, result, ctx.timeout(events) + 120)
+
+
+def run_ceiling(ctx: RunContext, mode: str = "take") -> dict[str, Any]:
+    """The bare-faust agent counting every pre-loaded event."""
+    return run_counting_process(ctx, "segstream.bench.ceiling", "ceiling", len(ctx.workload), ["--mode", mode])
+
+
+def run_baseline(ctx: RunContext, events: int) -> dict[str, Any]:
+    """The naive worker on the first ``events`` pre-loaded events."""
+    return run_counting_process(ctx, "segstream.bench.baseline", "baseline", min(events, len(ctx.workload)), [])
+
+
+def start_worker(ctx: RunContext, name: str, tag: str, group: str, prefix: str) -> tuple[Child, int]:
+    """``segstream worker`` as a child process; returns it and its HTTP port."""
+    port = free_port()
+    argv = segstream_command("worker", "--loglevel", "warning", *([] if ctx.uvloop else ["--no-uvloop"]))
+    return Child.start(name, argv, ctx.env(tag, group, prefix, port), ctx.log_dir), port
+
+
+class Sampler:
+    """Reads a worker's processed counter and, with it, CPU seconds of the worker, Redis and the broker."""
+
+    def __init__(self, ctx: RunContext, child: Child, port: int) -> None:
+        self.child, self.port = child, port
+        self.pids = {"worker": child.pid, **ctx.stack_pids}
+        self.samples: list[tuple[float, float, dict[str, float]]] = []
+        self.on_first: Callable[[], None] | None = None
+
+    def __call__(self) -> float | None:
+        metrics = read_metrics(self.port)
+        if metrics is None:
+            return None
+        count = metrics.get(PROCESSED, 0.0)
+        if count > 0 and self.on_first is not None:
+            self.on_first()
+            self.on_first = None
+        self.samples.append((time.perf_counter(), count, {k: cpu_seconds(p) for k, p in self.pids.items()}))
+        return count
+
+    def cpu_percent(self, window: CountWindow) -> dict[str, float]:
+        """CPU use of each process (100 = one core) between the window's first and last poll."""
+        inside = [s for s in self.samples if window.t_first - 0.2 <= s[0] <= window.t_end + 0.2]
+        if len(inside) < 2:
+            return {}
+        (t0, _, c0), (t1, _, c1) = inside[0], inside[-1]
+        return {k: 100 * (c1[k] - c0[k]) / (t1 - t0) for k in c0} if t1 > t0 else {}
+
+
+def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
+               on_first: Callable[[Child], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The real worker: sustained throughput over the pre-loaded events, then latency at a fixed rate."""
+    from segstream.bench.latency import measure_latency
+
+    child, port = start_worker(ctx, "worker", "main", f"{ctx.run_id}-worker", f"{ctx.run_id}:worker")
+    try:
+        sampler = Sampler(ctx, child, port)
+        if on_first is not None:
+            sampler.on_first = lambda: on_first(child)
+        n = len(ctx.workload)
+        window = watch_count([sampler], n, ctx.timeout(n), on_poll=child.check_alive)
+        out: dict[str, Any] = {
+            "events": n,
+            "eps": window.eps,
+            "seconds": window.t_end - window.t_first,
+            "cpu_percent": sampler.cpu_percent(window),
+            "rss_after_throughput": rss_mb(child.pid),
+        }
+        if latency_s > 0:
+            rate = latency_rate or max(1.0, window.eps / 2)
+            ctx.say(f"latency: offering {rate:,.0f} events/s for {latency_s:.0f}s")
+            topics = ctx.topics("main")
+            out["latency"] = measure_latency(ctx.settings.kafka, topics["TRANSACTIONS"], topics["SCORED"],
+                                             ctx.workload, rate, latency_s, ctx.run_id)  # fmt: skip
+        out["rss"] = rss_mb(child.pid)
+        out["metrics"] = read_metrics(port) or {}
+        return out
+    finally:
+        child.stop()
+
+
+def run_two_workers(ctx: RunContext, produce: Callable[[str], float]) -> dict[str, Any]:
+    """Two workers in one group on the ``two`` topics: wait until both hold partitions, then produce."""
+    group, prefix = f"{ctx.run_id}-two", f"{ctx.run_id}:two"
+    children = [start_worker(ctx, f"worker-{i}", "two", group, prefix) for i in (1, 2)]
+    try:
+        _wait_assigned(children, timeout=90)
+        produce(ctx.topics("two")["TRANSACTIONS"])
+        samplers = [Sampler(ctx, child, port) for child, port in children]
+        n = len(ctx.workload)
+
+        def alive() -> None:
+            for child, _ in children:
+                child.check_alive()
+
+        window = watch_count(samplers, n, ctx.timeout(n), on_poll=alive)
+        return {"events": n, "eps": window.eps, "per_worker_events": window.per_source,
+                "both_active": all(c > 0 for c in window.per_source)}  # fmt: skip
+    finally:
+        for child, _ in children:
+            child.stop()
+
+
+def _wait_assigned(children: list[tuple[Child, int]], timeout: float) -> None:
+    """Wait until every worker reports lag gauges (it holds partitions) and the group has settled."""
+    deadline = time.monotonic() + timeout
+    stable_since: float | None = None
+    last: list[str] = []
+    while time.monotonic() < deadline:
+        for child, _ in children:
+            child.check_alive()
+        now = [_partitions(port) for _, port in children]
+        if all(now) and now == last:
+            stable_since = stable_since or time.monotonic()
+            if time.monotonic() - stable_since >= 3.0:
+                return
+        else:
+            stable_since = None
+        last = now
+        time.sleep(0.5)
+
+
+def _partitions(port: int) -> str:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:  # noqa: S310
+            text = resp.read().decode()
+    except OSError:
+        return ""
+    return ",".join(sorted(ln.split("}")[0] for ln in text.splitlines() if ln.startswith("segstream_consumer_lag{")))

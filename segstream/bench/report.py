@@ -1,0 +1,155 @@
+"""The bench report: stable top-level JSON keys, machine and library info, and the printed table.
+
+Stable top-level keys (:data:`STABLE_KEYS`): ``throughput_eps``, ``baseline_eps``, ``speedup``,
+``latency_ms`` (``p50``, ``p95``, ``p99``), ``worker_rss_mb``, ``redis_bytes_per_customer``,
+``faust_ceiling_eps``, ``ceiling_ratio``, ``two_workers_eps``, ``machine``, ``versions``, ``settings``,
+``micro``. A figure that was not measured (a skipped phase) is ``null``. Everything else the run
+measured is under ``details``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+STABLE_KEYS: tuple[str, ...] = (
+    "throughput_eps", "baseline_eps", "speedup", "latency_ms", "worker_rss_mb", "redis_bytes_per_customer",
+    "faust_ceiling_eps", "ceiling_ratio", "two_workers_eps", "machine", "versions", "settings", "micro",
+)  # fmt: skip
+LATENCY_KEYS: tuple[str, ...] = ("p50", "p95", "p99")
+_LIBRARIES = ("segstream", "faust-streaming", "aiokafka", "kafka-python", "redis", "numpy", "scikit-learn",
+              "pandas", "uvloop", "py-spy")  # fmt: skip
+
+# Targets from the benchmark issue, shown next to the figures (never asserted).
+TARGETS = {"ceiling_ratio": 0.75, "speedup": 10.0, "p99_ms": 100.0, "worker_rss_mb": 500.0}
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU count, load, Python and platform."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"cpu_count": os.cpu_count(), "python": sys.version.split()[0],
+            "implementation": platform.python_implementation(), "platform": platform.platform(),
+            "load_average": list(load) if load else None}  # fmt: skip
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries on the measured path (None when not installed)."""
+    out: dict[str, str | None] = {}
+    for name in _LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def settings_used(settings: Any, ctx: Any) -> dict[str, Any]:
+    """The settings every measured process ran with (secrets and URLs with passwords left out)."""
+    from segstream.bench.faustapp import described_kwargs
+
+    return {
+        "faust_app": described_kwargs(settings),
+        "worker": settings.worker.model_dump(),
+        "partitions": ctx.partitions,
+        "loop": "uvloop" if ctx.uvloop and _has("uvloop") else "asyncio",
+        "kafka_bootstrap": settings.kafka.bootstrap_servers,
+    }
+
+
+def _has(name: str) -> bool:
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def build(results: dict[str, Any]) -> dict[str, Any]:
+    """The report from the raw phase results (missing phases give nulls)."""
+    worker = results.get("worker") or {}
+    throughput = worker.get("eps")
+    baseline = (results.get("baseline") or {}).get("eps")
+    ceiling = (results.get("ceiling") or {}).get("eps")
+    latency = (worker.get("latency") or {}).get("latency_ms") or {}
+    rss = worker.get("rss") or {}
+    memory = results.get("memory") or {}
+    return {
+        "throughput_eps": throughput,
+        "baseline_eps": baseline,
+        "speedup": _ratio(throughput, baseline),
+        "latency_ms": {k: latency.get(k) for k in (*LATENCY_KEYS, "max")},
+        "worker_rss_mb": rss.get("peak_rss_mb", rss.get("rss_mb")),
+        "redis_bytes_per_customer": memory.get("bytes_per_customer"),
+        "faust_ceiling_eps": ceiling,
+        "ceiling_ratio": _ratio(throughput, ceiling),
+        "two_workers_eps": (results.get("two_workers") or {}).get("eps"),
+        "machine": machine_info(),
+        "versions": library_versions(),
+        "settings": results.get("settings_used", {}),
+        "micro": results.get("micro", {}),
+        "targets": TARGETS,
+        "details": {k: v for k, v in results.items() if k not in ("micro", "settings_used")},
+    }
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    """Write the report as indented JSON."""
+    Path(path).write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+def _fmt(value: float | None, spec: str = ",.0f", unit: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{unit}"
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(figure, value, target) rows of the summary table."""
+    lat = report["latency_ms"]
+    details = report.get("details", {})
+    lat_detail = (details.get("worker") or {}).get("latency") or {}
+    two = details.get("two_workers") or {}
+    out = [
+        ("worker throughput", _fmt(report["throughput_eps"], unit=" ev/s"), ""),
+        ("bare-faust ceiling", _fmt(report["faust_ceiling_eps"], unit=" ev/s"), ""),
+        ("worker / ceiling", _fmt(report["ceiling_ratio"], ".2f"), f">= {TARGETS['ceiling_ratio']}"),
+        ("naive baseline", _fmt(report["baseline_eps"], unit=" ev/s"), ""),
+        ("speedup vs naive", _fmt(report["speedup"], ".1f", "x"), f">= {TARGETS['speedup']:.0f}x"),
+        ("latency offered rate", _fmt(lat_detail.get("offered_rate_eps"), unit=" ev/s"), "half throughput"),
+        ("latency p50 / p95 / p99",
+         " / ".join(_fmt(lat.get(k), ".1f") for k in LATENCY_KEYS) + " ms", f"p99 <= {TARGETS['p99_ms']:.0f} ms"),
+        ("worker peak RSS", _fmt(report["worker_rss_mb"], ".0f", " MB"), f"<= {TARGETS['worker_rss_mb']:.0f} MB"),
+        ("Redis bytes/customer", _fmt(report["redis_bytes_per_customer"], ",.0f", " B"),
+         f"at {(details.get('memory') or {}).get('customers', 0):,} customers"),
+    ]  # fmt: skip
+    if report["two_workers_eps"] is not None:
+        per = ", ".join(f"{c:,.0f}" for c in two.get("per_worker_events", []))
+        out.append(("two workers combined", _fmt(report["two_workers_eps"], unit=" ev/s"), f"per worker: {per}"))
+    scoring = (report.get("micro") or {}).get("scoring")
+    if scoring:
+        b500 = next((b for b in scoring["batches"] if b["batch"] == 500), None)
+        equal = "equal" if scoring["labels_equal"] else f"{scoring['segment_mismatches']} mismatches"
+        if b500:
+            out.append(("scoring @500 numpy/sklearn", f"{b500['speedup']:.1f}x", f"labels {equal}"))
+    return out
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """Print the summary table (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="segstream bench")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target / note")
+    for name, value, target in rows(report):
+        table.add_row(name, value, target)
+    Console().print(table)

@@ -1,0 +1,112 @@
+"""``segstream bench``: measure the worker against faust's ceiling and the naive path, in one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.command()
+@click.option(
+    "--events",
+    type=click.IntRange(min=100),
+    default=None,
+    help="Events pre-loaded for the ceiling and the worker.  [default: 100000; --quick 15000]",
+)
+@click.option(
+    "--customers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Customers the events are spread over.  [default: 10000; --quick 2000]",
+)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the full report (all figures, machine info, versions) to this file.",
+)
+@click.option("--quick", is_flag=True, help="CI size: small counts, short latency phase, no second worker.")
+@click.option(
+    "--baseline-events",
+    type=click.IntRange(min=100),
+    default=None,
+    help="Events for the naive baseline (default: events/10, at least 1000).",
+)
+@click.option(
+    "--memory-customers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Customers loaded to measure Redis bytes per customer (0 skips).  [default: 1000000]",
+)
+@click.option(
+    "--latency-seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds of fixed-rate offering for latency (0 skips).  [default: 10]",
+)
+@click.option(
+    "--latency-rate",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Offered events/s for latency (default: half the measured throughput).",
+)
+@click.option(
+    "--partitions", type=click.IntRange(min=1), default=4, show_default=True, help="Partitions of the input topics."
+)
+@click.option("--two-workers/--no-two-workers", default=None, help="Also measure two workers in one group.")
+@click.option("--profile", is_flag=True, help="Profile one extra worker run with py-spy and summarise it.")
+@click.option("--no-micro", is_flag=True, help="Skip the micro-benchmarks.")
+@click.option(
+    "--use-running", is_flag=True, help="Use the SEGSTREAM_ Kafka and Redis instead of a fresh embedded stack."
+)
+@click.option(
+    "--bundle",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Score with this bundle (needs its segmentation artifact) instead of training one.",
+)
+@click.option("--no-uvloop", is_flag=True, help="Run every faust process on the default asyncio loop.")
+@click.option(
+    "--ceiling-mode",
+    type=click.Choice(["take", "each"]),
+    default="take",
+    show_default=True,
+    help="take: iterate like the worker (take_events); each: plain `async for`.",
+)
+@click.option(
+    "--redis-fsync",
+    type=click.Choice(["always", "everysec"]),
+    default=None,
+    help="Embedded stack only: Redis appendfsync for the run (default: the stack's own, always).",
+)
+@click.option("--keep", is_flag=True, help="Keep the work directory (process logs, profile).")
+def bench(quick: bool, json_file: Path | None, **options: Any) -> None:
+    """Benchmark the streaming worker end to end against the bare-faust ceiling and the naive baseline.
+
+    Runs on a fresh embedded broker and Redis (or --use-running), pre-loads generated events, and measures
+    in one run: the bare-faust ceiling, the real worker (`segstream worker`: throughput, latency at half
+    its throughput, RSS), the naive worker, optionally two workers; then micro-benchmarks and Redis
+    memory per customer. Prints a table; --json writes every figure. Ratios within one run are what count.
+    """
+    from rich.console import Console
+
+    from segstream.bench import report
+    from segstream.bench.harness import BenchConfig, run_bench
+
+    options["latency_s"] = options.pop("latency_seconds")
+    options["micro"] = not options.pop("no_micro")
+    options["uvloop"] = not options.pop("no_uvloop")
+    given = {k: v for k, v in options.items() if v is not None}
+    config = BenchConfig.quick(**given) if quick else BenchConfig(**given)
+    console = Console(stderr=True)
+    result = run_bench(config, say=lambda msg: console.print(f"[dim]bench:[/] {msg}"))
+    report.print_table(result)
+    if json_file is not None:
+        report.write_json(result, json_file)
+        click.echo(f"wrote {json_file}")
+
+
+COMMANDS = [bench]
