@@ -108,6 +108,20 @@ def live_call(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, str | None]:
         return None, f"reading Redis failed ({exc})"
 
 
+@st.cache_data(show_spinner=False, ttl=30)
+def _segment_counts(url: str, prefix: str) -> tuple[dict[int, int] | None, str | None]:
+    reader, why = _reader(url, prefix)
+    return live_call(reader.segment_counts) if reader is not None else (None, why)
+
+
+def segment_counts() -> tuple[dict[int, int] | None, str | None]:
+    """Customers per current segment in Redis (a SCAN over every customer, so cached for 30 s)."""
+    if offline():
+        return None, "live state is switched off (--no-live)"
+    redis = settings().redis
+    return _segment_counts(redis.url, redis.key_prefix)
+
+
 @st.cache_data(show_spinner=False, ttl=15)
 def _kafka_problem(bootstrap: str) -> str | None:
     del bootstrap

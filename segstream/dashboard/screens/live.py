@@ -67,7 +67,7 @@ def _body(tables: BundleTables) -> None:
     ].value_counts().to_dict()
     counts = None
     if reader is not None:
-        counts, problem = session.live_call(reader.segment_counts)
+        counts, problem = session.segment_counts()
         redis_why = problem or redis_why
     with left:
         if not mix.empty:
