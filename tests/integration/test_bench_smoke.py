@@ -1,0 +1,41 @@
+"""A small ``segstream bench`` from the CLI on its own embedded stack: every stable key is there with a
+sane type and the scoring equality check passed. No thresholds: numbers on a shared CI box mean little."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from click.testing import CliRunner
+
+from segstream.bench.report import LATENCY_KEYS, STABLE_KEYS
+from segstream.cli.main import cli
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_quick_bench_reports_every_stable_key(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--quick", "--events", "6000", "--customers", "800", "--baseline-events", "400",
+            "--latency-seconds", "2", "--memory-customers", "3000", "--json", str(out)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "worker / ceiling" in result.output
+    report = json.loads(out.read_text())
+    assert set(STABLE_KEYS) <= set(report)
+    for key in ("throughput_eps", "baseline_eps", "speedup", "worker_rss_mb", "redis_bytes_per_customer",
+                "faust_ceiling_eps", "ceiling_ratio"):  # fmt: skip
+        assert _positive(report[key]), (key, report[key])
+    assert report["two_workers_eps"] is None  # --quick leaves the second worker out
+    assert all(_positive(report["latency_ms"][k]) for k in LATENCY_KEYS), report["latency_ms"]
+    assert report["latency_ms"]["p50"] <= report["latency_ms"]["p95"] <= report["latency_ms"]["p99"]
+    assert isinstance(report["machine"]["cpu_count"], int) and report["machine"]["python"]
+    assert report["versions"]["faust-streaming"] and report["settings"]["faust_app"]["broker_max_poll_records"]
+    scoring = report["micro"]["scoring"]
+    assert scoring["labels_equal"] is True and scoring["rows_checked"] > 0
+    assert report["micro"]["redis_state"] and report["micro"]["json"]["parse_event_per_s"] > 0
+    details = report["details"]
+    assert details["worker"]["metrics"]["segstream_dead_letters_total"] == 0
+    assert details["worker"]["latency"]["received"] == details["worker"]["latency"]["sent"]

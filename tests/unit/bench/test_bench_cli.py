@@ -1,0 +1,58 @@
+"""``segstream bench``: help, and how the options become a BenchConfig (the run itself: integration)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from segstream.bench import harness
+from segstream.bench.harness import BenchConfig
+from segstream.cli.main import cli
+
+
+def test_help():
+    result = CliRunner().invoke(cli, ["bench", "--help"])
+    assert result.exit_code == 0
+    for option in ("--events", "--customers", "--json", "--quick", "--profile", "--use-running"):
+        assert option in result.output
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    seen: list[BenchConfig] = []
+
+    def fake_run(config, say):
+        seen.append(config)
+        say("pretend")
+        return {"throughput_eps": 1.0}
+
+    monkeypatch.setattr(harness, "run_bench", fake_run)
+    monkeypatch.setattr("segstream.bench.report.print_table", lambda report: None)
+    return seen
+
+
+def test_defaults_are_the_full_run(captured):
+    result = CliRunner().invoke(cli, ["bench"])
+    assert result.exit_code == 0, result.output
+    assert captured == [BenchConfig()]
+
+
+def test_quick_with_overrides_and_json(captured, tmp_path):
+    out = tmp_path / "b.json"
+    args = ["bench", "--quick", "--events", "3000", "--no-micro", "--no-uvloop", "--latency-seconds", "0",
+            "--json", str(out)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    (config,) = captured
+    assert config == BenchConfig.quick(events=3000, micro=False, uvloop=False, latency_s=0.0)
+    assert config.customers == BenchConfig.quick().customers and config.two_workers is False
+    assert json.loads(Path(out).read_text()) == {"throughput_eps": 1.0}
+
+
+def test_naive_events_default():
+    assert BenchConfig(events=100_000).naive_events == 10_000
+    assert BenchConfig(events=2000).naive_events == 1000
+    assert BenchConfig(baseline_events=123).naive_events == 123

@@ -1,0 +1,99 @@
+"""Child-process helpers: counting windows, /proc readings, metrics parsing, start/stop of a real child."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from segstream.bench.errors import BenchError
+from segstream.bench.procs import (
+    Child,
+    CountWindow,
+    cpu_seconds,
+    free_port,
+    read_metrics,
+    rss_mb,
+    wait_result_file,
+    watch_count,
+)
+
+
+def test_window_rate_leaves_out_what_was_counted_before_the_clock_started():
+    assert CountWindow(10.0, 500, 12.0, 4500, [4500]).eps == pytest.approx(2000)
+    assert CountWindow(10.0, 500, 10.0, 500, [500]).eps == 0.0
+
+
+def test_watch_count_sums_sources_until_the_target():
+    counts = iter([None, 0, 100, 300, 600, 1000])
+    other = iter([0, 0, 0, 0, 0, 0])
+    window = watch_count([lambda: next(counts), lambda: next(other)], 1000, timeout=5, interval=0)
+    assert (window.c_first, window.c_end) == (100, 1000)
+    assert window.per_source == [1000, 0]
+
+
+def test_watch_count_times_out_with_a_clear_error():
+    with pytest.raises(BenchError, match="reached 5 of 10"):
+        watch_count([lambda: 5], 10, timeout=0.05, interval=0.01)
+
+
+def test_proc_readings_of_this_process():
+    assert cpu_seconds(os.getpid()) > 0
+    mem = rss_mb(os.getpid())
+    assert 0 < mem["rss_mb"] <= mem["peak_rss_mb"]
+    assert rss_mb(2**22 + 12345) == {} and cpu_seconds(2**22 + 12345) == 0.0
+
+
+class _Metrics(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        body = (b"# HELP segstream_events_processed_total x\n# TYPE segstream_events_processed_total counter\n"
+                b"segstream_events_processed_total 1234\nsegstream_consumer_lag{partition=\"0\"} 5\n"
+                b"segstream_batch_seconds_total 1.5\n")  # fmt: skip
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_read_metrics_keeps_unlabelled_samples():
+    server = HTTPServer(("127.0.0.1", 0), _Metrics)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        out = read_metrics(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out == {"segstream_events_processed_total": 1234.0, "segstream_batch_seconds_total": 1.5}
+
+
+def test_read_metrics_of_nothing_is_none():
+    assert read_metrics(free_port(), timeout=0.5) is None
+
+
+def test_child_result_file_and_log_tail(tmp_path):
+    result = tmp_path / "r.json"
+    code = f"import json, pathlib; print('hello'); pathlib.Path({str(result)!r}).write_text(json.dumps({{'eps': 5}}))"
+    child = Child.start("writer", [sys.executable, "-c", code], {}, tmp_path / "logs")
+    assert wait_result_file(child, result, timeout=30) == {"eps": 5}
+    assert "hello" in child.log_tail()
+
+
+def test_a_dead_child_is_reported_with_its_log(tmp_path):
+    child = Child.start("dies", [sys.executable, "-c", "print('boom'); raise SystemExit(3)"], {}, tmp_path)
+    child.proc.wait(30)
+    with pytest.raises(BenchError, match="dies exited with code 3") as info:
+        wait_result_file(child, tmp_path / "never.json", timeout=5)
+    assert "boom" in str(info.value)
+
+
+def test_stop_terminates_a_running_child(tmp_path):
+    child = Child.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], {}, tmp_path)
+    assert child.alive()
+    assert child.stop(timeout=10) is not None
+    assert not child.alive()

@@ -1,0 +1,71 @@
+"""The bench report: stable keys with sane types whatever phases ran, ratios, table rows, JSON file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from segstream.bench import report
+
+LATENCY = {"offered_rate_eps": 3000.0, "latency_ms": {"p50": 20.0, "p95": 40.0, "p99": 60.0, "max": 90.0}}
+FULL = {
+    "worker": {"eps": 6000.0, "rss": {"rss_mb": 200.0, "peak_rss_mb": 250.0}, "latency": LATENCY},
+    "baseline": {"eps": 500.0},
+    "ceiling": {"eps": 8000.0},
+    "two_workers": {"eps": 9000.0, "per_worker_events": [5000.0, 4000.0]},
+    "memory": {"bytes_per_customer": 800.0, "customers": 1_000_000},
+    "micro": {"scoring": {"labels_equal": True, "segment_mismatches": 0,
+                          "batches": [{"batch": 500, "speedup": 12.0}]}},
+    "settings_used": {"partitions": 4},
+}  # fmt: skip
+
+
+def test_full_report_has_every_stable_key_and_the_ratios():
+    out = report.build(FULL)
+    assert set(report.STABLE_KEYS) <= set(out)
+    assert out["throughput_eps"] == 6000.0
+    assert out["speedup"] == pytest.approx(12.0)
+    assert out["ceiling_ratio"] == pytest.approx(0.75)
+    assert out["worker_rss_mb"] == 250.0  # the peak, not the last reading
+    assert out["latency_ms"]["p99"] == 60.0
+    assert out["two_workers_eps"] == 9000.0
+    assert out["settings"] == {"partitions": 4}
+    assert isinstance(out["machine"]["cpu_count"], int)
+    assert "faust-streaming" in out["versions"]
+    json.dumps(out)  # serialisable as it is
+
+
+def test_missing_phases_give_nulls_not_errors():
+    out = report.build({})
+    assert set(report.STABLE_KEYS) <= set(out)
+    for key in ("throughput_eps", "baseline_eps", "speedup", "faust_ceiling_eps", "ceiling_ratio",
+                "worker_rss_mb", "redis_bytes_per_customer", "two_workers_eps"):  # fmt: skip
+        assert out[key] is None, key
+    assert out["latency_ms"] == {"p50": None, "p95": None, "p99": None, "max": None}
+    assert all(len(row) == 3 for row in report.rows(out))
+
+
+def test_a_zero_baseline_gives_no_ratio():
+    assert report.build({"worker": {"eps": 10.0}, "baseline": {"eps": 0.0}})["speedup"] is None
+
+
+def test_rows_show_figures_targets_and_the_scoring_check():
+    rows = {name: (value, target) for name, value, target in report.rows(report.build(FULL))}
+    assert rows["worker throughput"][0] == "6,000 ev/s"
+    assert rows["worker / ceiling"] == ("0.75", ">= 0.75")
+    assert rows["speedup vs naive"][0] == "12.0x"
+    assert rows["latency p50 / p95 / p99"][0] == "20.0 / 40.0 / 60.0 ms"
+    assert rows["scoring @500 numpy/sklearn"] == ("12.0x", "labels equal")
+    assert "5,000" in rows["two workers combined"][1]
+
+
+def test_write_json_round_trips(tmp_path):
+    path = tmp_path / "bench.json"
+    report.write_json(report.build(FULL), path)
+    assert json.loads(path.read_text())["faust_ceiling_eps"] == 8000.0
+
+
+def test_print_table_renders(capsys):
+    report.print_table(report.build(FULL))
+    assert "worker / ceiling" in capsys.readouterr().out
