@@ -86,7 +86,7 @@ class RedisStateStore:
 
     async def due_for_check(self, as_of_ms: int, limit: int) -> list[str]:
         """Customers whose next inactivity check is due."""
-        found = await self._redis.zrangebyscore(self.keys.due, "-inf", as_of_ms, start=0, num=limit)
+        found: list[bytes] = await self._redis.zrangebyscore(self.keys.due, "-inf", as_of_ms, start=0, num=limit)
         return [_text(c) for c in found]
 
     async def watermark(self) -> int:
