@@ -86,8 +86,9 @@ class RedisStateStore:
 
     async def due_for_check(self, as_of_ms: int, limit: int) -> list[str]:
         """Customers whose next inactivity check is due."""
-        found: list[bytes] = await self._redis.zrangebyscore(self.keys.due, "-inf", as_of_ms, start=0, num=limit)
-        return [_text(c) for c in found]
+        found = await self._redis.zrangebyscore(self.keys.due, "-inf", as_of_ms, start=0, num=limit)
+        # Without WITHSCORES the reply is plain members.
+        return [_text(c) for c in found if isinstance(c, bytes | str)]
 
     async def watermark(self) -> int:
         """The largest event time folded in so far."""
