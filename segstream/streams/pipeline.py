@@ -49,6 +49,8 @@ log = logging.getLogger("segstream.worker")
 
 # Sales of a customer the model could not score (no segment yet) are kept under this id.
 UNSCORED_SEGMENT = -1
+# Far below the interpreter's recursion limit, so every accepted payload can be serialised again.
+MAX_NESTING = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +134,13 @@ class BatchProcessor:
         events: list[Event] = []
         for rec in records:
             try:
-                events.append(parse_event(rec.value if rec.value is not None else b""))
-            except EventValidationError as exc:
+                event = parse_event(rec.value if rec.value is not None else b"")
+                if _nested_too_deep(event.payload):
+                    raise EventValidationError(f"payload nested deeper than {MAX_NESTING} levels")
+                events.append(event)
+            # Deep nesting: JSON the decoder or, later, the encoder of the scored output cannot handle
+            # (RecursionError); one such message would kill every batch it lands in, restart after restart.
+            except (EventValidationError, RecursionError) as exc:
                 reason = str(exc) if rec.value is not None else "empty message (no value)"
                 log.debug("dead letter %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason)
                 payload = dead_letter_payload(rec.value, reason, rec.topic, rec.partition, rec.offset, rec.key)
@@ -211,6 +218,20 @@ class BatchProcessor:
         result.scored = len(fresh)
         result.changes = len(changes)
         result.change_records = [c.history_entry() for c in changes]
+
+
+def _nested_too_deep(payload: object, limit: int = MAX_NESTING) -> bool:
+    """Whether containers nest deeper than ``limit`` (iterative: deep input cannot recurse here)."""
+    stack: list[tuple[object, int]] = [(payload, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _sales_segment(segment: int | None) -> int:

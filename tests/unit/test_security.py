@@ -239,3 +239,37 @@ def test_dashboard_redis_wrapper_offers_reads_only() -> None:
 def test_dashboard_kafka_reader_joins_no_group() -> None:
     source = (REPO / "segstream" / "dashboard" / "live_topics.py").read_text()
     assert "group_id=None" in source and "enable_auto_commit=False" in source
+
+
+# ------------------------------------------------------------------------------- poison messages (DoS)
+
+
+@pytest.mark.parametrize("depth", [30_000, 2_000, 950, 100])
+def test_a_deeply_nested_message_is_dead_lettered_not_fatal(depth: int) -> None:
+    """A message nested deeper than Python's recursion limit (well under the 64 KiB size limit) raised
+    RecursionError out of the batch, from the decoder or (for ~940..975 levels, which still decode) from the
+    encoder of the scored output: the worker exited without committing, re-read the same message on restart
+    and died again, forever (a poison pill). It must be dead-lettered like any bad message."""
+    from segstream.streams.pipeline import BatchProcessor
+    from segstream.streams.state import MemoryStateStore
+    from tests.unit.streams.fakes import FakeProducer, event, holder, records
+
+    producer = FakeProducer()
+    nested = event("e0", "C0", 1.0)[:-1] + b',"deep":' + b"[" * depth + b"]" * depth + b"}"
+    processor = BatchProcessor(MemoryStateStore(), producer, holder())
+    result = asyncio.run(processor.process(records(nested, event("e1", "C1", 1.0))))
+    assert result.dead_letters == 1 and result.scored == 1
+    (letter,) = producer.values("dead-letters")
+    assert "recursion" in letter["error"] or "nested deeper" in letter["error"]
+
+
+def test_moderate_nesting_in_extra_fields_is_still_accepted() -> None:
+    from segstream.streams.pipeline import MAX_NESTING, BatchProcessor
+    from segstream.streams.state import MemoryStateStore
+    from tests.unit.streams.fakes import FakeProducer, event, holder, records
+
+    depth = MAX_NESTING - 1  # plus the event object itself: exactly the limit
+    nested = event("e0", "C0", 1.0)[:-1] + b',"deep":' + b"[" * depth + b"]" * depth + b"}"
+    producer = FakeProducer()
+    result = asyncio.run(BatchProcessor(MemoryStateStore(), producer, holder()).process(records(nested)))
+    assert result.scored == 1 and result.dead_letters == 0
