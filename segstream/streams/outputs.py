@@ -44,19 +44,27 @@ class OutputBatch:
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Start one send (does not wait for delivery)."""
-        future = await retry_transient(lambda: self._producer.send(topic, key, value), f"send to {topic}")
+        try:
+            future = await self._producer.send(topic, key, value)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the client's buffer refused it (e.g. broker gone): retry with back-off
+            future = await retry_transient(lambda: self._producer.send(topic, key, value), f"send to {topic}")
         self._pending.append((future, topic, key, value))
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
     async def wait_all(self) -> None:
         """Wait until every send of the batch is delivered, re-sending any that failed."""
         pending, self._pending = self._pending, []
-        results = await asyncio.gather(*(fut for fut, *_ in pending), return_exceptions=True)
-        for (_, topic, key, value), result in zip(pending, results, strict=True):
-            if isinstance(result, BaseException):
-                if isinstance(result, asyncio.CancelledError):
-                    raise result
-                log.warning("delivery to %s failed (%r); sending again", topic, result)
+        # Awaited one by one: deliveries complete in broker batches, so most are done by the time we get to
+        # them, and awaiting a done future is far cheaper than gather's per-future bookkeeping.
+        for future, topic, key, value in pending:
+            try:
+                await future
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any delivery failure: send it again before the batch may commit
+                log.warning("delivery to %s failed (%r); sending again", topic, exc)
                 await self._resend(topic, key, value)
 
     async def _resend(self, topic: str, key: bytes | None, value: bytes) -> None:
