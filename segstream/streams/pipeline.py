@@ -134,8 +134,10 @@ class BatchProcessor:
         events: list[Event] = []
         for rec in records:
             try:
-                event = parse_event(rec.value if rec.value is not None else b"")
-                if _nested_too_deep(event.payload):
+                raw = rec.value if rec.value is not None else b""
+                event = parse_event(raw)
+                # Fewer brackets than the limit cannot nest deeper than it: skip the walk (the common case).
+                if raw.count(b"{") + raw.count(b"[") > MAX_NESTING and _nested_too_deep(event.payload):
                     raise EventValidationError(f"payload nested deeper than {MAX_NESTING} levels")
                 events.append(event)
             # Deep nesting: JSON the decoder or, later, the encoder of the scored output cannot handle
