@@ -6,7 +6,7 @@ features from the shared core for one row, scikit-learn ``predict`` on that one 
 K-Means, with sklearn's per-call validation), and a faust send per output (not awaited until delivery,
 as ``topic.send`` does). Same faust settings as the worker (:mod:`segstream.bench.faustapp`).
 
-Run as ``python -m segstream.bench.baseline --group G --expect N --result FILE`` with the worker's
+Run as ``python -m segstream.bench.baseline --group G --expect N --result FILE [--budget-s S]`` with the worker's
 ``SEGSTREAM_*`` environment; the Redis key prefix is the configured one plus ``:naive``.
 """
 
@@ -108,7 +108,9 @@ class NaiveProcessor:
         return "scored"
 
 
-def build_app(settings: Settings, group: str, expect: int, result: Path, loop_kind: str) -> Any:
+def build_app(
+    settings: Settings, group: str, expect: int, result: Path, loop_kind: str, budget_s: float | None = None
+) -> Any:
     """The naive app: consumes ``transactions``, writes ``<scored>.naive`` and ``<changes>.naive``."""
     import faust
     import redis.asyncio as aioredis
@@ -127,7 +129,7 @@ def build_app(settings: Settings, group: str, expect: int, result: Path, loop_ki
         await topics[kind].send(key=key, value=value)
 
     processor = NaiveProcessor(client, settings.redis.key_prefix + ":naive", model, send)
-    counter = Counter(expect)
+    counter = Counter(expect, budget_s)
 
     @app.agent(source, name="bench-naive")
     async def naive(stream: Any) -> None:
@@ -145,10 +147,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group", required=True)
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--result", type=Path, required=True)
+    parser.add_argument("--budget-s", type=float, default=None, help="Stop this long after the first event.")
     parser.add_argument("--no-uvloop", action="store_true")
     args = parser.parse_args(argv)
     loop_kind = install_loop(not args.no_uvloop)
-    run_app(build_app(Settings.load(), args.group, args.expect, args.result, loop_kind))
+    run_app(build_app(Settings.load(), args.group, args.expect, args.result, loop_kind, args.budget_s))
 
 
 if __name__ == "__main__":

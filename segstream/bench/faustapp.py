@@ -64,10 +64,12 @@ class Counter:
     """Counts consumed events and times them from the first consumed to the last one expected.
 
     The rate leaves out the first batch (its events were consumed before the clock started):
-    ``(events - first_batch) / (t_last - t_first)``.
+    ``(events - first_batch) / (t_last - t_first)``. With ``budget_s`` the count also ends once that many
+    seconds have passed since the first event (the naive baseline is slow; its rate is what counts).
     """
 
     expect: int
+    budget_s: float | None = None
     events: int = 0
     first_batch: int = 0
     t_first: float = 0.0
@@ -80,7 +82,8 @@ class Counter:
             self.t_first, self.first_batch = now, n
         self.events += n
         self.t_last = now
-        return self.events >= self.expect
+        over_budget = self.budget_s is not None and now - self.t_first >= self.budget_s
+        return self.events >= self.expect or over_budget
 
     @property
     def eps(self) -> float:

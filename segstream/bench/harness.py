@@ -31,6 +31,8 @@ class BenchConfig:
         events: Events pre-loaded and consumed by the ceiling and the worker.
         customers: Customers the events are spread over.
         baseline_events: Events the naive baseline processes (default: events / 10, at least 1000).
+        baseline_budget_s: The baseline stops this many seconds after its first event if it has not
+            processed ``baseline_events`` by then (its rate is what is compared).
         partitions: Partitions of the input topics.
         latency_s: Seconds of fixed-rate offering for the latency percentiles (0 skips it).
         latency_rate: Offered events/s (default: half the measured worker throughput).
@@ -51,6 +53,7 @@ class BenchConfig:
     events: int = 100_000
     customers: int = 10_000
     baseline_events: int | None = None
+    baseline_budget_s: float = 20.0
     partitions: int = 4
     latency_s: float = 10.0
     latency_rate: float | None = None
@@ -69,8 +72,8 @@ class BenchConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
         """A CI-sized run (well under a minute of measuring): small counts, no second worker."""
-        base = {"events": 15_000, "customers": 2_000, "baseline_events": 1_500, "latency_s": 3.0,
-                "memory_customers": 20_000, "two_workers": False}  # fmt: skip
+        base = {"events": 12_000, "customers": 1_500, "baseline_events": 1_000, "baseline_budget_s": 5.0,
+                "latency_s": 3.0, "memory_customers": 10_000, "two_workers": False}  # fmt: skip
         return cls(**{**base, **overrides})
 
     @property
@@ -148,7 +151,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
             say(f"ceiling {results['ceiling']['eps']:,.0f} events/s; worker")
             results["worker"] = phases.run_worker(ctx, config.latency_s, config.latency_rate)
             say(f"worker {results['worker']['eps']:,.0f} events/s; naive baseline on {config.naive_events:,} events")
-            results["baseline"] = phases.run_baseline(ctx, config.naive_events)
+            results["baseline"] = phases.run_baseline(ctx, config.naive_events, config.baseline_budget_s)
             say(f"baseline {results['baseline']['eps']:,.0f} events/s")
             if config.two_workers:
                 say("two workers in one group")

@@ -98,9 +98,10 @@ def run_ceiling(ctx: RunContext, mode: str = "take") -> dict[str, Any]:
     return run_counting_process(ctx, "segstream.bench.ceiling", "ceiling", len(ctx.workload), ["--mode", mode])
 
 
-def run_baseline(ctx: RunContext, events: int) -> dict[str, Any]:
-    """The naive worker on the first ``events`` pre-loaded events."""
-    return run_counting_process(ctx, "segstream.bench.baseline", "baseline", min(events, len(ctx.workload)), [])
+def run_baseline(ctx: RunContext, events: int, budget_s: float) -> dict[str, Any]:
+    """The naive worker on the first ``events`` pre-loaded events, or for ``budget_s`` seconds if sooner."""
+    n = min(events, len(ctx.workload))
+    return run_counting_process(ctx, "segstream.bench.baseline", "baseline", n, ["--budget-s", str(budget_s)])
 
 
 def start_worker(ctx: RunContext, name: str, tag: str, group: str, prefix: str) -> tuple[Child, int]:

@@ -36,6 +36,13 @@ import click
     help="Events for the naive baseline (default: events/10, at least 1000).",
 )
 @click.option(
+    "--baseline-seconds",
+    "baseline_budget_s",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="The naive baseline stops this long after its first event.  [default: 20; --quick 5]",
+)
+@click.option(
     "--memory-customers",
     type=click.IntRange(min=0),
     default=None,

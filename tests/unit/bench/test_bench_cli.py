@@ -43,11 +43,11 @@ def test_defaults_are_the_full_run(captured):
 def test_quick_with_overrides_and_json(captured, tmp_path):
     out = tmp_path / "b.json"
     args = ["bench", "--quick", "--events", "3000", "--no-micro", "--no-uvloop", "--latency-seconds", "0",
-            "--json", str(out)]  # fmt: skip
+            "--baseline-seconds", "2", "--json", str(out)]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     (config,) = captured
-    assert config == BenchConfig.quick(events=3000, micro=False, uvloop=False, latency_s=0.0)
+    assert config == BenchConfig.quick(events=3000, micro=False, uvloop=False, latency_s=0.0, baseline_budget_s=2.0)
     assert config.customers == BenchConfig.quick().customers and config.two_workers is False
     assert json.loads(Path(out).read_text()) == {"throughput_eps": 1.0}
 

@@ -34,3 +34,13 @@ def test_a_single_batch_has_no_rate():
     counter = Counter(expect=10)
     assert counter.add(10) is True
     assert counter.eps == 0.0
+
+
+def test_counter_budget_ends_the_count_early(monkeypatch):
+    clock = iter([10.0, 11.0, 16.0])
+    monkeypatch.setattr("segstream.bench.faustapp.time.perf_counter", lambda: next(clock))
+    counter = Counter(expect=1_000_000, budget_s=5.0)
+    assert counter.add(1) is False
+    assert counter.add(1) is False
+    assert counter.add(1) is True
+    assert counter.eps == pytest.approx(2 / 6.0)
