@@ -139,11 +139,13 @@ def produce(records: Sequence[dict[str, Any]], kafka: KafkaSettings, topic: str,
     return replay(records, kafka, topic, rate=rate).sent
 
 
-def produce_raw(pairs: Iterable[tuple[bytes | None, bytes | None]], kafka: KafkaSettings, topic: str) -> int:
-    """Produce (key, value) byte pairs exactly as given."""
+def produce_raw(
+    pairs: Iterable[tuple[bytes | None, bytes | None]], kafka: KafkaSettings, topic: str, rate: float | None = None
+) -> int:
+    """Produce (key, value) byte pairs exactly as given (at ``rate`` per second, or as fast as possible)."""
     from segstream.streams.replay import replay
 
-    return replay([], kafka, topic, raw_values=pairs).sent
+    return replay([], kafka, topic, rate=rate, raw_values=pairs).sent
 
 
 def read_topic(kafka: KafkaSettings, topic: str, timeout: float = 20.0) -> list[tuple[bytes | None, bytes]]:
