@@ -132,10 +132,12 @@ def _screen(state: LiveState, started: float) -> Any:
     live, training = seg_mix.get("live", {}), seg_mix.get("training", {})
     for seg in sorted(set(live) | set(training), key=lambda s: int(s)):
         mix.add_row(seg, f"{live.get(seg, 0):.1%}", f"{training.get(seg, 0):.1%}")
-    forecast = Table("date", "model", "yhat", "80% band", title="total sales forecast (next days)")
     rows = sorted(state.forecast.values(), key=lambda r: (r["date"], r["model"]))
-    for r in [r for r in rows if r["model"] == "random_forest"][:7] or rows[:7]:
-        forecast.add_row(r["date"], r["model"], f"{r['yhat']:,.0f}", f"{r['lower']:,.0f} .. {r['upper']:,.0f}")
+    shown = [r for r in rows if r["model"] == "random_forest"][:7] or rows[:7]
+    model = shown[0]["model"] if shown else "-"
+    forecast = Table("day", "yhat", "80% band", title=f"total sales forecast ({model})")
+    for r in shown:
+        forecast.add_row(r["date"][5:], f"{r['yhat']:,.0f}", f"{r['lower']:,.0f}-{r['upper']:,.0f}")
     side = Table.grid(padding=(0, 2))
     side.add_row(mix, forecast)
     return Panel(Group(head, changes, side), title="segstream demo", subtitle="Ctrl-C to stop")
@@ -216,7 +218,7 @@ def demo(
             "SEGSTREAM_MODEL_ROOT": str(state_dir / "models"), "SEGSTREAM_STACK_STATE_DIR": str(state_dir / "stack"),
             "SEGSTREAM_STACK_KAFKA_PORT": str(kafka_port), "SEGSTREAM_STACK_REDIS_PORT": str(redis_port),
             "SEGSTREAM_WEB_PORT": str(web_port), "SEGSTREAM_WORKER_MONITORING_INTERVAL_S": "2",
-            "SEGSTREAM_WORKER_FORECAST_REFRESH_INTERVAL_S": "8", "SEGSTREAM_WORKER_BATCH_SIZE": "2000",
+            "SEGSTREAM_WORKER_FORECAST_REFRESH_INTERVAL_S": "10", "SEGSTREAM_WORKER_BATCH_SIZE": "2000",
         })  # fmt: skip
         console.print(f"stack up: kafka {stack.kafka_bootstrap}, redis {stack.redis_url}")
         data = state_dir / "transactions.csv"

@@ -203,8 +203,8 @@ def create_worker(
         if holder.active is None:
             return
         try:
-            await runtime.forecasts.refresh(holder.active)
-            stats.forecast_refreshes += 1
+            if await runtime.forecasts.refresh_if_due(holder.active) is not None:
+                stats.forecast_refreshes += 1
         except Exception:  # a failed forecast must not stop scoring
             log.exception("forecast refresh failed; will try again next interval")
 

@@ -4,9 +4,10 @@ The windows are tumbling UTC days by event time, total and per segment. They are
 store: every finalized batch adds each event's cents to its day (once per ``event_id``, see
 :class:`~segstream.streams.state.base.Finalization`), so a crash or a redelivery never counts a sale twice.
 
-On a schedule the worker joins the bundle's stored daily history (``daily_sales.csv``, written by the
-trainer) with the streamed days *after* the history's last day (days the history covers are taken from the
-history, so replaying the training file does not count those sales twice), forecasts every series with
+On a schedule, when due (a new model, a new streamed day, or 15 minutes since the last fit), the worker
+joins the bundle's stored daily history (``daily_sales.csv``, written by the trainer) with the streamed days
+*after* the history's last day (days the history covers are taken from the history, so replaying the
+training file does not count those sales twice), forecasts every series with
 :func:`segstream.models.forecasting.forecast_all`, publishes one record per forecast row to
 ``sales-forecasts`` and stores the whole refresh as JSON in Redis (``{prefix}:v1:forecast``).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -132,15 +134,37 @@ class ForecastRefresher:
         self.models = tuple(models)
         self._history: tuple[str, pd.DataFrame | None] | None = None
         self.last: dict[str, Any] | None = None
+        self._last_key: tuple[str, int, int] | None = None
+        self._last_at = 0.0
 
     def _history_of(self, model: ActiveModel) -> pd.DataFrame | None:
         if self._history is None or self._history[0] != model.version:
             self._history = (model.version, bundle_history(model.path))
         return self._history[1]
 
-    async def refresh(self, model: ActiveModel) -> dict[str, Any]:
-        """Forecast once, publish the rows and store the refresh; returns the stored document."""
+    async def refresh_if_due(self, model: ActiveModel, max_age_s: float = 900.0) -> dict[str, Any] | None:
+        """Refresh when the model changed, a new day has streamed in, or the last refresh is ``max_age_s`` old.
+
+        Fitting takes seconds of CPU that the scoring loop would otherwise have, and the forecast only
+        changes meaningfully when a day is added, so a busy stream does not refit on every tick.
+
+        Returns:
+            The new document, or None when nothing was due.
+        """
         streamed = await retry_transient(self.store.daily_sales, "read streamed daily sales")
+        key = (model.version, max(streamed, default=-1), len(streamed))
+        if key == self._last_key and time.monotonic() - self._last_at < max_age_s:
+            return None
+        return await self.refresh(model, streamed)
+
+    async def refresh(
+        self, model: ActiveModel, streamed: Mapping[int, Mapping[str, int]] | None = None
+    ) -> dict[str, Any]:
+        """Forecast once, publish the rows and store the refresh; returns the stored document."""
+        if streamed is None:
+            streamed = await retry_transient(self.store.daily_sales, "read streamed daily sales")
+        self._last_key = (model.version, max(streamed, default=-1), len(streamed))
+        self._last_at = time.monotonic()
         history = self._history_of(model)
         generated_at = now_iso()
         daily = merged_daily(history, streamed)

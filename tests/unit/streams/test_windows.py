@@ -71,3 +71,25 @@ def test_refresh_publishes_rows_and_stores_the_document(tmp_path):
     published = producer.values("sales-forecasts")
     assert len(published) == len(doc["rows"]) and published[0]["model_version"] == "v1"
     assert json.loads(store.latest_forecast) == doc
+
+
+def test_refresh_if_due_refits_only_for_a_new_day_or_a_new_model(tmp_path):
+    bundle = make_bundle(tmp_path, extra_files={"daily_sales.csv": history_csv(30)})
+    model = ActiveModel("v1", bundle, serving())
+
+    async def go():
+        store, producer = MemoryStateStore(), FakeProducer()
+        proc = BatchProcessor(store, producer, holder(), PipelineConfig())
+        refresher = ForecastRefresher(store, producer, "f", horizon_days=3, models=["seasonal_naive"])
+        outcomes = [await refresher.refresh_if_due(model)]
+        await proc.process(records(event("e1", "a", 40, 10.0)))
+        outcomes.append(await refresher.refresh_if_due(model))
+        await proc.process(records(event("e2", "a", 40.5, 10.0)))  # same day: not due
+        outcomes.append(await refresher.refresh_if_due(model))
+        outcomes.append(await refresher.refresh_if_due(ActiveModel("v2", bundle, serving())))
+        outcomes.append(await refresher.refresh_if_due(ActiveModel("v2", bundle, serving()), max_age_s=0))
+        return outcomes
+
+    first, new_day, same_day, new_model, stale = asyncio.run(go())
+    assert first is not None and new_day is not None and same_day is None
+    assert new_model is not None and new_model["model_version"] == "v2" and stale is not None
