@@ -109,7 +109,11 @@ def build_app(ctx: WebContext) -> web.Application:
         customer_id = request.match_info["customer_id"]
         if not is_valid_customer_id(customer_id):
             return web.json_response({"error": "invalid customer id"}, status=400)
-        doc = await customer_document(ctx.store, customer_id, ctx.holder.active)
+        try:
+            doc = await customer_document(ctx.store, customer_id, ctx.holder.active)
+        except Exception as exc:  # store unreachable: say so instead of a bare 500
+            log.warning("/customers/%s: state store error %s: %s", customer_id, type(exc).__name__, exc)
+            return web.json_response({"error": f"state store unavailable ({type(exc).__name__})"}, status=503)
         if doc is None:
             return web.json_response({"error": f"unknown customer {customer_id!r}"}, status=404)
         return web.json_response(doc)

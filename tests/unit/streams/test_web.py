@@ -48,3 +48,18 @@ def test_health_is_503_without_a_model():
     ctx = WebContext(MemoryStateStore(), ModelHolder("/nonexistent"), WorkerStats())
     [(status, body)] = asyncio.run(_serve(ctx, ["/health"]))
     assert status == 503 and "no model bundle loaded" in body["problems"]
+
+
+class _DownStore(MemoryStateStore):
+    async def watermark(self):
+        raise ConnectionError("Connection refused")
+
+    async def ping(self):
+        raise ConnectionError("Connection refused")
+
+
+def test_store_down_gives_503_not_500():
+    ctx = WebContext(_DownStore(), holder(), WorkerStats())
+    (hs, health), (cs, doc) = asyncio.run(_serve(ctx, ["/health", "/customers/alice"]))
+    assert hs == 503 and "state store" in health["problems"][0]
+    assert cs == 503 and "unavailable" in doc["error"]
