@@ -10,17 +10,17 @@ from __future__ import annotations
 from segstream.models.customer_state import BUCKET_RETENTION_DAYS
 from segstream.models.features import DAY_MS, WINDOWS_DAYS
 
-# read_customer(key, as_of, prune) -> the aggregates in AGGREGATE_FIELDS order, then sg sp sn sv sa.
-_READ_CUSTOMER = f"""
+# Shared helpers: parse a customer hash, prune stale day buckets, and build the reply row (the aggregates
+# in AGGREGATE_FIELDS order, then sg sp sn sv sa).
+_HELPERS = f"""
 local DAY_MS = {DAY_MS}
 local WINDOWS = {{{", ".join(str(w) for w in WINDOWS_DAYS)}}}
 local RETENTION = {BUCKET_RETENTION_DAYS}
 
-local function read_customer(key, as_of, prune)
-  local flat = redis.call('HGETALL', key)
-  if #flat == 0 then return false end
-  local h = {{}}
-  local net, qty = {{}}, {{}}
+local function fmt(x) return string.format('%d', x) end
+
+local function parse_customer(flat)
+  local h, net, qty = {{}}, {{}}, {{}}
   for i = 1, #flat, 2 do
     local f, v = flat[i], flat[i + 1]
     local kind, day = string.match(f, '^([dq]):(%-?%d+)$')
@@ -28,6 +28,23 @@ local function read_customer(key, as_of, prune)
     elseif kind == 'q' then qty[tonumber(day)] = tonumber(v)
     else h[f] = v end
   end
+  return h, net, qty
+end
+
+-- Day buckets that no window as of T >= the latest event can reach.
+local function prune(key, h, net, qty)
+  local horizon = math.floor(tonumber(h['lt']) / DAY_MS) - RETENTION
+  local stale = {{}}
+  for day, _ in pairs(net) do
+    if day <= horizon then stale[#stale + 1] = 'd:' .. fmt(day); net[day] = nil end
+  end
+  for day, _ in pairs(qty) do
+    if day <= horizon then stale[#stale + 1] = 'q:' .. fmt(day); qty[day] = nil end
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+end
+
+local function customer_row(h, net, qty, as_of)
   local as_of_day = math.floor(as_of / DAY_MS)
   local sums = {{}}
   for w = 1, #WINDOWS do sums[w] = 0; sums[#WINDOWS + w] = 0 end
@@ -40,17 +57,6 @@ local function read_customer(key, as_of, prune)
     for w = 1, #WINDOWS do
       if day > as_of_day - WINDOWS[w] then sums[#WINDOWS + w] = sums[#WINDOWS + w] + count end
     end
-  end
-  if prune then
-    local horizon = math.floor(tonumber(h['lt']) / DAY_MS) - RETENTION
-    local stale = {{}}
-    for day, _ in pairs(net) do
-      if day <= horizon then stale[#stale + 1] = 'd:' .. string.format('%d', day) end
-    end
-    for day, _ in pairs(qty) do
-      if day <= horizon then stale[#stale + 1] = 'q:' .. string.format('%d', day) end
-    end
-    if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
   end
   local row = {{
     tonumber(h['ft']), tonumber(h['lt']), tonumber(h['fp'] or -1), tonumber(h['lp'] or -1),
@@ -69,50 +75,79 @@ end
 
 # ARGV: root, ttl, then (event_id, customer_id, ts_ms, cents) per event.
 # Returns {watermark, {delivery per event}, {customer_id, row, customer_id, row, ...}}.
+# Events are grouped per customer first, so each customer costs one HGETALL and one HSET however many of
+# its events the batch holds (measured: ~12 calls per event before, 46 us/event; see the bench).
 APPLY = (
-    _READ_CUSTOMER
+    _HELPERS
     + """
 local root, ttl = ARGV[1], tonumber(ARGV[2])
 local wm = tonumber(redis.call('GET', root .. ':wm') or '0')
 local deliveries = {}
-local touched, order = {}, {}
+local order, pending = {}, {}
 for i = 3, #ARGV, 4 do
-  local eid, cid, ts, cents = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local eid, cid, ts = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   if ts > wm then wm = ts end
-  if not touched[cid] then touched[cid] = true; order[#order + 1] = cid end
-  local marker = redis.call('GET', root .. ':e:' .. eid)
-  if marker then
-    deliveries[#deliveries + 1] = tonumber(marker) + 1
-  else
-    redis.call('SET', root .. ':e:' .. eid, '1', 'EX', ttl)
+  if not pending[cid] then pending[cid] = {}; order[#order + 1] = cid end
+  local marker_key = root .. ':e:' .. eid
+  if redis.call('SET', marker_key, '1', 'NX', 'EX', ttl) then
     deliveries[#deliveries + 1] = 1
-    local key = root .. ':c:' .. cid
-    -- Written back as the original decimal strings: Lua formats numbers with 14 significant digits.
-    local ts_s, cents_s = ARGV[i + 2], ARGV[i + 3]
-    local ft, lt = redis.call('HGET', key, 'ft'), redis.call('HGET', key, 'lt')
-    if not ft or ts < tonumber(ft) then redis.call('HSET', key, 'ft', ts_s) end
-    if not lt or ts > tonumber(lt) then redis.call('HSET', key, 'lt', ts_s) end
-    redis.call('HINCRBY', key, 'n', cents_s)
-    local day = string.format('%d', math.floor(ts / DAY_MS))
-    redis.call('HINCRBY', key, 'd:' .. day, cents_s)
-    if cents >= 0 then
-      redis.call('HINCRBY', key, 'p', 1)
-      redis.call('HINCRBY', key, 'g', cents_s)
-      redis.call('HINCRBY', key, 'q:' .. day, 1)
-      local fp, lp = redis.call('HGET', key, 'fp'), redis.call('HGET', key, 'lp')
-      if not fp or ts < tonumber(fp) then redis.call('HSET', key, 'fp', ts_s) end
-      if not lp or ts > tonumber(lp) then redis.call('HSET', key, 'lp', ts_s) end
-    else
-      redis.call('HINCRBY', key, 'r', 1)
-      redis.call('HINCRBY', key, 'rc', string.sub(cents_s, 2))
-    end
+    local list = pending[cid]
+    list[#list + 1] = ts
+    list[#list + 1] = tonumber(ARGV[i + 3])
+  else
+    deliveries[#deliveries + 1] = tonumber(redis.call('GET', marker_key)) + 1
   end
 end
-redis.call('SET', root .. ':wm', string.format('%d', wm))
+redis.call('SET', root .. ':wm', fmt(wm))
 local customers = {}
 for _, cid in ipairs(order) do
-  local row = read_customer(root .. ':c:' .. cid, wm, true)
-  if row then customers[#customers + 1] = cid; customers[#customers + 1] = row end
+  local key = root .. ':c:' .. cid
+  local h, net, qty = parse_customer(redis.call('HGETALL', key))
+  local list = pending[cid]
+  if #list > 0 then
+    local ft, lt, fp, lp = tonumber(h['ft']), tonumber(h['lt']), tonumber(h['fp']), tonumber(h['lp'])
+    local n, p, g = tonumber(h['n'] or 0), tonumber(h['p'] or 0), tonumber(h['g'] or 0)
+    local r, rc = tonumber(h['r'] or 0), tonumber(h['rc'] or 0)
+    local days = {}
+    for j = 1, #list, 2 do
+      local ts, cents = list[j], list[j + 1]
+      if not ft or ts < ft then ft = ts end
+      if not lt or ts > lt then lt = ts end
+      n = n + cents
+      local day = math.floor(ts / DAY_MS)
+      days[day] = true
+      net[day] = (net[day] or 0) + cents
+      if cents >= 0 then
+        p = p + 1
+        g = g + cents
+        qty[day] = (qty[day] or 0) + 1
+        if not fp or ts < fp then fp = ts end
+        if not lp or ts > lp then lp = ts end
+      else
+        r = r + 1
+        rc = rc - cents
+      end
+    end
+    local args = {'ft', fmt(ft), 'lt', fmt(lt), 'n', fmt(n), 'p', fmt(p), 'g', fmt(g), 'r', fmt(r),
+                  'rc', fmt(rc)}
+    if fp then
+      args[#args + 1] = 'fp'; args[#args + 1] = fmt(fp)
+      args[#args + 1] = 'lp'; args[#args + 1] = fmt(lp)
+    end
+    for day, _ in pairs(days) do
+      args[#args + 1] = 'd:' .. fmt(day); args[#args + 1] = fmt(net[day])
+      if qty[day] then args[#args + 1] = 'q:' .. fmt(day); args[#args + 1] = fmt(qty[day]) end
+    end
+    redis.call('HSET', key, unpack(args))
+    for k = 1, #args - 1, 2 do
+      if string.sub(args[k], 2, 2) ~= ':' then h[args[k]] = args[k + 1] end
+    end
+  end
+  if h['ft'] then
+    prune(key, h, net, qty)
+    customers[#customers + 1] = cid
+    customers[#customers + 1] = customer_row(h, net, qty, wm)
+  end
 end
 return {wm, deliveries, customers}
 """
@@ -120,15 +155,18 @@ return {wm, deliveries, customers}
 
 # ARGV: root, as_of (or -1 for the watermark), customer ids... Returns {as_of, {cid, row, ...}}.
 VIEW = (
-    _READ_CUSTOMER
+    _HELPERS
     + """
 local root = ARGV[1]
 local as_of = tonumber(ARGV[2])
 if as_of < 0 then as_of = tonumber(redis.call('GET', root .. ':wm') or '0') end
 local customers = {}
 for i = 3, #ARGV do
-  local row = read_customer(root .. ':c:' .. ARGV[i], as_of, false)
-  if row then customers[#customers + 1] = ARGV[i]; customers[#customers + 1] = row end
+  local h, net, qty = parse_customer(redis.call('HGETALL', root .. ':c:' .. ARGV[i]))
+  if h['ft'] then
+    customers[#customers + 1] = ARGV[i]
+    customers[#customers + 1] = customer_row(h, net, qty, as_of)
+  end
 end
 return {as_of, customers}
 """
