@@ -149,7 +149,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--budget-s", type=float, default=None, help="Stop this long after the first event.")
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.fetch_max_wait_ms is not None:
+        from segstream.bench.launch import patch_fetch_max_wait
+
+        patch_fetch_max_wait(args.fetch_max_wait_ms)
     loop_kind = install_loop(not args.no_uvloop)
     run_app(build_app(Settings.load(), args.group, args.expect, args.result, loop_kind, args.budget_s))
 

@@ -49,7 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--mode", choices=["take", "each"], default="take")
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.fetch_max_wait_ms is not None:
+        from segstream.bench.launch import patch_fetch_max_wait
+
+        patch_fetch_max_wait(args.fetch_max_wait_ms)
     loop_kind = install_loop(not args.no_uvloop)
     app = build_app(Settings.load(), args.group, args.expect, args.result, args.mode, loop_kind)
     run_app(app)

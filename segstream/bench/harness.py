@@ -45,6 +45,8 @@ class BenchConfig:
         uvloop: Run the faust processes on uvloop when installed.
         ceiling_mode: ``take`` (iterate like the worker) or ``each`` (plain ``async for``).
         seed: Seed of the generated events.
+        fetch_max_wait_ms: What-if: run every faust process (worker included, through
+            :mod:`segstream.bench.launch`) with this consumer fetch wait instead of faust's fixed 1500 ms.
         redis_fsync: On the embedded stack only: ``appendfsync`` for the whole run (``always`` is the
             stack's own setting; ``everysec`` is Redis's default). None leaves it as started.
         keep: Keep the work directory (logs, results) instead of deleting it.
@@ -66,6 +68,7 @@ class BenchConfig:
     uvloop: bool = True
     ceiling_mode: str = "take"
     seed: int = 0
+    fetch_max_wait_ms: int | None = None
     redis_fsync: str | None = None
     keep: bool = False
 
@@ -137,7 +140,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
             if len(workload) == 0:
                 raise BenchError("the generator made no events; raise --events or --customers")
             ctx = phases.RunContext(run_id, work_dir, settings, models_root, bundle, workload, config.partitions,
-                                    config.uvloop, stack_pids, say)  # fmt: skip
+                                    config.uvloop, stack_pids, config.fetch_max_wait_ms, say)  # fmt: skip
             tags = ["main", "two"] if config.two_workers else ["main"]
             names = [name for tag in tags for name in ctx.topics(tag).values()]
             names += [ctx.topics("main")["SCORED"] + ".naive", ctx.topics("main")["SEGMENT_CHANGES"] + ".naive"]

@@ -33,7 +33,11 @@ async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Wor
                    seconds: float, run_id: str, warmup_s: float, drain_s: float) -> dict[str, Any]:  # fmt: skip
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    consumer = AIOKafkaConsumer(**kafka.aiokafka_kwargs(), enable_auto_commit=False, group_id=None)
+    # A short fetch wait: the embedded broker holds a multi-partition fetch for the whole wait even when
+    # records arrive (see segstream.bench.launch), which would add up to 500 ms of our own to every sample.
+    consumer = AIOKafkaConsumer(
+        **kafka.aiokafka_kwargs(), enable_auto_commit=False, group_id=None, fetch_max_wait_ms=10
+    )
     producer = AIOKafkaProducer(**kafka.aiokafka_kwargs(), linger_ms=0, acks=1)
     await consumer.start()
     await producer.start()

@@ -46,6 +46,7 @@ class RunContext:
     partitions: int
     uvloop: bool
     stack_pids: dict[str, int] = field(default_factory=dict)
+    fetch_max_wait_ms: int | None = None
     say: Callable[[str], None] = lambda _msg: None
 
     @property
@@ -88,6 +89,8 @@ def run_counting_process(ctx: RunContext, module: str, name: str, events: int, e
     args = ["--group", group, "--expect", str(events), "--result", str(result), *extra]
     if not ctx.uvloop:
         args.append("--no-uvloop")
+    if ctx.fetch_max_wait_ms is not None:
+        args += ["--fetch-max-wait-ms", str(ctx.fetch_max_wait_ms)]
     env = ctx.env("main", group, f"{ctx.run_id}:{name}")
     child = Child.start(name, module_command(module, *args), env, ctx.log_dir)
     return wait_result_file(child, result, ctx.timeout(events) + 120)
@@ -107,7 +110,11 @@ def run_baseline(ctx: RunContext, events: int, budget_s: float) -> dict[str, Any
 def start_worker(ctx: RunContext, name: str, tag: str, group: str, prefix: str) -> tuple[Child, int]:
     """``segstream worker`` as a child process; returns it and its HTTP port."""
     port = free_port()
-    argv = segstream_command("worker", "--loglevel", "warning", *([] if ctx.uvloop else ["--no-uvloop"]))
+    args = ("worker", "--loglevel", "warning", *([] if ctx.uvloop else ["--no-uvloop"]))
+    if ctx.fetch_max_wait_ms is None:
+        argv = segstream_command(*args)
+    else:
+        argv = module_command("segstream.bench.launch", str(ctx.fetch_max_wait_ms), *args)
     return Child.start(name, argv, ctx.env(tag, group, prefix, port), ctx.log_dir), port
 
 

@@ -172,7 +172,7 @@ def watch_count(
     target: float,
     timeout: float,
     on_poll: Callable[[], None] | None = None,
-    interval: float = 0.1,
+    interval: float = 0.2,
 ) -> CountWindow:
     """Poll counters (summed) until they reach ``target``; raise BenchError on timeout.
 

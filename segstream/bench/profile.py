@@ -31,6 +31,7 @@ _BUCKETS: tuple[tuple[str, str], ...] = (
     ("/redis/", "redis-py"),
     ("/numpy/", "numpy"),
     ("/json/", "json"),
+    ("/click/", "click (process entry: the event loop itself)"),
     ("/asyncio/", "asyncio"),
     ("/uvloop/", "uvloop"),
     ("/aiohttp/", "aiohttp"),
@@ -67,10 +68,17 @@ def py_spy() -> str | None:
 
 
 def _bucket(frame: str) -> str:
+    # py-spy prints paths relative to sys.path entries ("faust/streams.py") or absolute; match both.
+    path = "/" + _split(frame)[1].lstrip("/")
     for fragment, name in _BUCKETS:
-        if fragment in frame:
+        if fragment in path:
             return name
     return "other (stdlib, C calls)"
+
+
+def _is(func: str, name: str) -> bool:
+    """True for ``name`` itself or a method of that name (py-spy prints ``Class.method``)."""
+    return func == name or func.endswith("." + name)
 
 
 def summarise(collapsed: str, top: int = 15) -> dict[str, Any]:
@@ -91,7 +99,7 @@ def summarise(collapsed: str, top: int = 15) -> dict[str, Any]:
         by_function[_short(leaf)] += count
         split = [_split(f) for f in frames]
         for stage, (func, fragment) in _STAGES.items():
-            if any(fn == func and fragment in path for fn, path in split):
+            if any(_is(fn, func) and fragment in path for fn, path in split):
                 stages[stage] += count
     if total == 0:
         return {"samples": 0}

@@ -84,6 +84,12 @@ import click
     help="take: iterate like the worker (take_events); each: plain `async for`.",
 )
 @click.option(
+    "--fetch-max-wait-ms",
+    type=click.IntRange(min=0),
+    default=None,
+    help="What-if: faust consumers (worker included) fetch with this wait instead of faust's fixed 1500 ms.",
+)
+@click.option(
     "--redis-fsync",
     type=click.Choice(["always", "everysec"]),
     default=None,

@@ -6,12 +6,12 @@ import pytest
 
 from segstream.bench.profile import summarise
 
-ROOT = "<module> (segstream:6);run_worker (/work/segstream/streams/app.py:262)"
-PROCESS = f"{ROOT};process (/work/segstream/streams/pipeline.py:145)"
+ROOT = "<module> (segstream:6);run_worker (segstream/streams/app.py:262)"
+PROCESS = f"{ROOT};BatchProcessor.process (/work/segstream/streams/pipeline.py:145)"
 COLLAPSED = "\n".join([
     f"{PROCESS};parse_event (/work/segstream/models/events.py:70);loads (/usr/lib/python3.11/json/__init__.py:346) 30",
-    f"{PROCESS};apply (/work/segstream/streams/state/redis_store.py:50) 20",
-    f"{ROOT};_fetcher (/venv/site-packages/faust/transport/consumer.py:177) 40",
+    f"{PROCESS};RedisStateStore.apply (segstream/streams/state/redis_store.py:50) 20",
+    f"{ROOT};_fetcher (faust/transport/consumer.py:177) 40",
     f"{ROOT};send (/venv/site-packages/aiokafka/producer/producer.py:400) 10",
     "garbage line without a count",
 ])  # fmt: skip
