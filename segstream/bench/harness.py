@@ -38,6 +38,7 @@ class BenchConfig:
         latency_rate: Offered events/s (default: half the measured worker throughput).
         memory_customers: Customers loaded for Redis bytes per customer (0 skips it).
         two_workers: Also measure two workers in one group over the partitions.
+        train_events: Also time training on about this many generated transactions (0 skips it).
         micro: Run the micro-benchmarks.
         profile: Profile a separate worker run with py-spy (when installed) and summarise it.
         use_running: Use the configured Kafka and Redis instead of a fresh embedded stack.
@@ -61,6 +62,7 @@ class BenchConfig:
     latency_rate: float | None = None
     memory_customers: int = 1_000_000
     two_workers: bool = True
+    train_events: int = 1_000_000
     micro: bool = True
     profile: bool = False
     use_running: bool = False
@@ -76,7 +78,7 @@ class BenchConfig:
     def quick(cls, **overrides: Any) -> BenchConfig:
         """A CI-sized run (well under a minute of measuring): small counts, no second worker."""
         base = {"events": 12_000, "customers": 1_500, "baseline_events": 1_000, "baseline_budget_s": 5.0,
-                "latency_s": 3.0, "memory_customers": 10_000, "two_workers": False}  # fmt: skip
+                "latency_s": 3.0, "memory_customers": 10_000, "two_workers": False, "train_events": 0}  # fmt: skip
         return cls(**{**base, **overrides})
 
     @property
@@ -174,6 +176,11 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
                     "redis_state": micro.redis_state(settings.redis.url, redis_kwargs, f"{run_id}:micro"),
                     "json": micro.json_codec(workload.values),
                 }
+            if config.train_events > 0:
+                from segstream.bench.workload import time_training
+
+                say(f"timing training on ~{config.train_events:,} transactions")
+                results["training"] = time_training(config.train_events, work_dir, config.seed)
             results["settings_used"] = report.settings_used(settings, ctx)
             results["settings_used"]["redis"] = _redis_config(settings.redis.url, **settings.redis.client_kwargs())
             if config.memory_customers > 0:

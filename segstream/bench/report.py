@@ -2,9 +2,9 @@
 
 Stable top-level keys (:data:`STABLE_KEYS`): ``throughput_eps``, ``baseline_eps``, ``speedup``,
 ``latency_ms`` (``p50``, ``p95``, ``p99``), ``worker_rss_mb``, ``redis_bytes_per_customer``,
-``faust_ceiling_eps``, ``ceiling_ratio``, ``two_workers_eps``, ``machine``, ``versions``, ``settings``,
-``micro``. A figure that was not measured (a skipped phase) is ``null``. Everything else the run
-measured is under ``details``.
+``faust_ceiling_eps``, ``ceiling_ratio``, ``two_workers_eps``, ``train_seconds``, ``machine``,
+``versions``, ``settings``, ``micro``. A figure that was not measured (a skipped phase) is ``null``.
+Everything else the run measured is under ``details``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 
 STABLE_KEYS: tuple[str, ...] = (
     "throughput_eps", "baseline_eps", "speedup", "latency_ms", "worker_rss_mb", "redis_bytes_per_customer",
-    "faust_ceiling_eps", "ceiling_ratio", "two_workers_eps", "machine", "versions", "settings", "micro",
+    "faust_ceiling_eps", "ceiling_ratio", "two_workers_eps", "train_seconds", "machine", "versions", "settings",
+    "micro",
 )  # fmt: skip
 LATENCY_KEYS: tuple[str, ...] = ("p50", "p95", "p99")
 _LIBRARIES = ("segstream", "faust-streaming", "aiokafka", "kafka-python", "redis", "numpy", "scikit-learn",
@@ -93,6 +94,7 @@ def build(results: dict[str, Any]) -> dict[str, Any]:
         "faust_ceiling_eps": ceiling,
         "ceiling_ratio": _ratio(throughput, ceiling),
         "two_workers_eps": (results.get("two_workers") or {}).get("eps"),
+        "train_seconds": (results.get("training") or {}).get("train_seconds"),
         "machine": machine_info(),
         "versions": library_versions(),
         "settings": results.get("settings_used", {}),
@@ -133,6 +135,10 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     if report["two_workers_eps"] is not None:
         per = ", ".join(f"{c:,.0f}" for c in two.get("per_worker_events", []))
         out.append(("two workers combined", _fmt(report["two_workers_eps"], unit=" ev/s"), f"per worker: {per}"))
+    training = details.get("training")
+    if training:
+        note = f"{training['rows']:,} rows (+{training['generate_seconds'] + training['clean_seconds']:.0f}s gen+clean)"
+        out.append(("training time", _fmt(training["train_seconds"], ".1f", " s"), note + "; target <= 120 s"))
     scoring = (report.get("micro") or {}).get("scoring")
     if scoring:
         b500 = next((b for b in scoring["batches"] if b["batch"] == 500), None)

@@ -120,3 +120,28 @@ def use_bundle(bundle_dir: Path, models_root: Path) -> Path:
     models_root.mkdir(parents=True, exist_ok=True)
     promote(Path(bundle_dir), models_root)
     return Path(bundle_dir).resolve()
+
+
+def time_training(events: int, work_dir: Path, seed: int = 0) -> dict[str, Any]:
+    """Generate about ``events`` transactions, clean them and train a bundle; seconds per step.
+
+    The trainer's own per-stage timings come back under ``stages``. The bundle is written under
+    ``work_dir`` (the caller deletes it).
+    """
+    import time
+
+    from segstream.trainer.cleaning import clean_transactions
+    from segstream.trainer.generate import generate_transactions
+    from segstream.trainer.pipeline import TrainOptions, train_bundle
+
+    customers = max(100, round(events / _ROWS_PER_CUSTOMER_YEAR))
+    t0 = time.perf_counter()
+    raw = generate_transactions(customers, 365, seed, dirty_fraction=0.0)
+    t1 = time.perf_counter()
+    clean, report = clean_transactions(raw, "bench-train")
+    t2 = time.perf_counter()
+    result = train_bundle(clean, work_dir / "train-timing", options=TrainOptions(seed=seed),
+                          cleaning=report.to_dict(), source="segstream bench")  # fmt: skip
+    t3 = time.perf_counter()
+    return {"rows": len(clean), "customers": customers, "generate_seconds": t1 - t0, "clean_seconds": t2 - t1,
+            "train_seconds": t3 - t2, "stages": dict(result.timings)}  # fmt: skip

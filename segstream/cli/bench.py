@@ -61,6 +61,12 @@ import click
     help="Offered events/s for latency (default: half the measured throughput).",
 )
 @click.option(
+    "--train-events",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Also time training on about this many transactions (0 skips).  [default: 1000000; --quick 0]",
+)
+@click.option(
     "--partitions", type=click.IntRange(min=1), default=4, show_default=True, help="Partitions of the input topics."
 )
 @click.option("--two-workers/--no-two-workers", default=None, help="Also measure two workers in one group.")

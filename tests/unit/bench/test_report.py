@@ -15,6 +15,7 @@ FULL = {
     "ceiling": {"eps": 8000.0},
     "two_workers": {"eps": 9000.0, "per_worker_events": [5000.0, 4000.0]},
     "memory": {"bytes_per_customer": 800.0, "customers": 1_000_000},
+    "training": {"rows": 1_000_000, "generate_seconds": 3.0, "clean_seconds": 2.0, "train_seconds": 40.0},
     "micro": {"scoring": {"labels_equal": True, "segment_mismatches": 0,
                           "batches": [{"batch": 500, "speedup": 12.0}]}},
     "settings_used": {"partitions": 4},
@@ -30,6 +31,7 @@ def test_full_report_has_every_stable_key_and_the_ratios():
     assert out["worker_rss_mb"] == 250.0  # the peak, not the last reading
     assert out["latency_ms"]["p99"] == 60.0
     assert out["two_workers_eps"] == 9000.0
+    assert out["train_seconds"] == 40.0
     assert out["settings"] == {"partitions": 4}
     assert isinstance(out["machine"]["cpu_count"], int)
     assert "faust-streaming" in out["versions"]
@@ -40,7 +42,7 @@ def test_missing_phases_give_nulls_not_errors():
     out = report.build({})
     assert set(report.STABLE_KEYS) <= set(out)
     for key in ("throughput_eps", "baseline_eps", "speedup", "faust_ceiling_eps", "ceiling_ratio",
-                "worker_rss_mb", "redis_bytes_per_customer", "two_workers_eps"):  # fmt: skip
+                "worker_rss_mb", "redis_bytes_per_customer", "two_workers_eps", "train_seconds"):  # fmt: skip
         assert out[key] is None, key
     assert out["latency_ms"] == {"p50": None, "p95": None, "p99": None, "max": None}
     assert all(len(row) == 3 for row in report.rows(out))
@@ -58,6 +60,7 @@ def test_rows_show_figures_targets_and_the_scoring_check():
     assert rows["latency p50 / p95 / p99"][0] == "20.0 / 40.0 / 60.0 ms"
     assert rows["scoring @500 numpy/sklearn"] == ("12.0x", "labels equal")
     assert "5,000" in rows["two workers combined"][1]
+    assert rows["training time"][0] == "40.0 s" and "1,000,000 rows" in rows["training time"][1]
 
 
 def test_write_json_round_trips(tmp_path):
