@@ -163,6 +163,11 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
                 results["two_workers"] = phases.run_two_workers(
                     ctx, lambda topic: _produce(settings, topic, workload.pairs())
                 )
+                from segstream.bench.parity import check_parity
+
+                results["two_workers"]["parity"] = check_parity(
+                    settings.redis.url, settings.redis.client_kwargs(), f"{run_id}:two", workload
+                )
             if config.profile:
                 from segstream.bench.profile import profile_worker
 

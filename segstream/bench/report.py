@@ -134,7 +134,9 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]  # fmt: skip
     if report["two_workers_eps"] is not None:
         per = ", ".join(f"{c:,.0f}" for c in two.get("per_worker_events", []))
-        out.append(("two workers combined", _fmt(report["two_workers_eps"], unit=" ev/s"), f"per worker: {per}"))
+        parity = (two.get("parity") or {}).get("exact")
+        note = f"per worker: {per}; parity {'exact' if parity else 'NOT exact' if parity is False else '-'}"
+        out.append(("two workers combined", _fmt(report["two_workers_eps"], unit=" ev/s"), note))
     training = details.get("training")
     if training:
         note = f"{training['rows']:,} rows (+{training['generate_seconds'] + training['clean_seconds']:.0f}s gen+clean)"
