@@ -209,6 +209,9 @@ class RedisSettings(BaseSettings):
     ssl_cert_reqs: Literal["required", "optional", "none"] | None = None
     ssl_ca_certs: str | None = None
     key_prefix: str = "segstream"
+    # How long an event id is remembered for dedupe: a redelivery later than this would be folded again,
+    # and every event costs one marker key for this long (Redis memory grows with traffic x TTL).
+    dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     socket_timeout_s: float = 5.0
     health_check_interval_s: float = 30.0
 

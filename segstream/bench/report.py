@@ -130,7 +130,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
          " / ".join(_fmt(lat.get(k), ".1f") for k in LATENCY_KEYS) + " ms", f"p99 <= {TARGETS['p99_ms']:.0f} ms"),
         ("worker peak RSS", _fmt(report["worker_rss_mb"], ".0f", " MB"), f"<= {TARGETS['worker_rss_mb']:.0f} MB"),
         ("Redis bytes/customer", _fmt(report["redis_bytes_per_customer"], ",.0f", " B"),
-         f"at {(details.get('memory') or {}).get('customers', 0):,} customers"),
+         f"at {details['memory']['customers']:,} customers" if details.get("memory") else ""),
     ]  # fmt: skip
     if report["two_workers_eps"] is not None:
         per = ", ".join(f"{c:,.0f}" for c in two.get("per_worker_events", []))

@@ -79,7 +79,7 @@ def replay(
     if rate is not None and max_speed:
         raise click.UsageError("use either --rate or --max-speed")
     settings = _settings()
-    events, _ = load_and_clean(file, map, preset, echo=False)
+    events, _ = load_and_clean(file, map, preset)  # the cleaning report says which rows were skipped and why
     records = records_from_frame(events)
     target = topic or settings.topics.transactions
     columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -93,7 +93,12 @@ def replay(
 async def _with_store(settings: Any, action: Any) -> Any:
     from segstream.streams.state import open_store
 
-    store = open_store(settings.redis.url, prefix=settings.redis.key_prefix, **settings.redis.client_kwargs())
+    store = open_store(
+        settings.redis.url,
+        prefix=settings.redis.key_prefix,
+        dedupe_ttl_s=settings.redis.dedupe_ttl_s,
+        **settings.redis.client_kwargs(),
+    )
     try:
         return await action(store)
     finally:

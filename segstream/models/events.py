@@ -21,6 +21,9 @@ from segstream.models.errors import EventValidationError
 from segstream.models.features import to_cents
 
 MAX_EVENT_BYTES = 64 * 1024
+# Deeper JSON than this is hostile, not a purchase: past ~1000 levels json cannot decode it (or encode the
+# scored output), and one such message would otherwise kill every batch it lands in.
+MAX_NESTING = 64
 MAX_ID_LENGTH = 128
 MAX_ABS_AMOUNT = 1e9
 # Events outside these bounds are far more likely a unit mix-up (seconds vs milliseconds) than a sale.
@@ -72,9 +75,28 @@ def parse_event(raw: bytes | str) -> Event:
         payload = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise EventValidationError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise EventValidationError(f"payload nested deeper than {MAX_NESTING} levels") from None
     if not isinstance(payload, dict):
         raise EventValidationError(f"not a JSON object but {type(payload).__name__}")
+    # Fewer brackets than the limit cannot nest deeper than it: the walk is skipped in the common case.
+    if raw.count(b"{") + raw.count(b"[") > MAX_NESTING and _nested_too_deep(payload):
+        raise EventValidationError(f"payload nested deeper than {MAX_NESTING} levels")
     return validate_payload(payload)
+
+
+def _nested_too_deep(payload: object, limit: int = MAX_NESTING) -> bool:
+    """Whether containers nest deeper than ``limit`` (iterative, so deep input cannot recurse here)."""
+    stack: list[tuple[object, int]] = [(payload, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def validate_payload(payload: dict[str, Any]) -> Event:

@@ -121,7 +121,10 @@ def create_worker(
 
     w, topics = settings.worker, settings.topics
     store = open_store(
-        store_url or settings.redis.url, prefix=settings.redis.key_prefix, **settings.redis.client_kwargs()
+        store_url or settings.redis.url,
+        prefix=settings.redis.key_prefix,
+        dedupe_ttl_s=settings.redis.dedupe_ttl_s,
+        **settings.redis.client_kwargs(),
     )
     key = settings.models.signing_key.get_secret_value().encode() if settings.models.signing_key else None
     holder = ModelHolder(settings.models.root, signing_key=key, require_signature=settings.models.require_signature)

@@ -49,8 +49,6 @@ log = logging.getLogger("segstream.worker")
 
 # Sales of a customer the model could not score (no segment yet) are kept under this id.
 UNSCORED_SEGMENT = -1
-# Far below the interpreter's recursion limit, so every accepted payload can be serialised again.
-MAX_NESTING = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +133,9 @@ class BatchProcessor:
         for rec in records:
             try:
                 raw = rec.value if rec.value is not None else b""
-                event = parse_event(raw)
-                # Fewer brackets than the limit cannot nest deeper than it: skip the walk (the common case).
-                if raw.count(b"{") + raw.count(b"[") > MAX_NESTING and _nested_too_deep(event.payload):
-                    raise EventValidationError(f"payload nested deeper than {MAX_NESTING} levels")
-                events.append(event)
-            # Deep nesting: JSON the decoder or, later, the encoder of the scored output cannot handle
-            # (RecursionError); one such message would kill every batch it lands in, restart after restart.
+                events.append(parse_event(raw))
+            # parse_event rejects nesting deeper than MAX_NESTING; RecursionError stays a safety net, as one
+            # such message would otherwise kill every batch it lands in, restart after restart.
             except (EventValidationError, RecursionError) as exc:
                 reason = str(exc) if rec.value is not None else "empty message (no value)"
                 log.debug("dead letter %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason)
@@ -220,20 +214,6 @@ class BatchProcessor:
         result.scored = len(fresh)
         result.changes = len(changes)
         result.change_records = [c.history_entry() for c in changes]
-
-
-def _nested_too_deep(payload: object, limit: int = MAX_NESTING) -> bool:
-    """Whether containers nest deeper than ``limit`` (iterative: deep input cannot recurse here)."""
-    stack: list[tuple[object, int]] = [(payload, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        for child in children:
-            if isinstance(child, dict | list):
-                if depth + 1 > limit:
-                    return True
-                stack.append((child, depth + 1))
-    return False
 
 
 def _sales_segment(segment: int | None) -> int:

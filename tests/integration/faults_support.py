@@ -35,13 +35,8 @@ import pandas as pd
 from segstream.settings import KafkaSettings, RedisSettings
 
 REPO = Path(__file__).resolve().parents[2]
-# Dedupe-marker TTL override for the soak test: the worker has no setting for it (see test_soak.py).
 _LAUNCH = (
-    "import os, sys\n"
-    "ttl = os.environ.get('SEGSTREAM_TEST_DEDUPE_TTL_S')\n"
-    "if ttl:\n"
-    "    from segstream.streams.state import redis_store\n"
-    "    redis_store.RedisStateStore.__init__.__defaults__ = ('segstream', int(ttl))\n"
+    "import sys\n"
     "from segstream.cli.main import main\n"
     "sys.argv[0] = 'segstream'\n"
     "main()\n"

@@ -9,10 +9,8 @@ used_memory MiB, live dedupe markers); run with ``-s`` to see it.
 Event time advances steadily over two years, so customers' day buckets reach their steady state (the 365-day
 retention prunes old ones) in the first half; "flat after warm-up" is checked on the second half.
 
-The dedupe TTL is shortened for the test through ``SEGSTREAM_TEST_DEDUPE_TTL_S``, a test-only launch hook in
-``faults_support``: the worker has no setting for it (reported; ``RedisStateStore(dedupe_ttl_s=...)`` exists
-but ``open_store``/``create_worker`` do not pass one). With the default 7-day TTL the markers, and so Redis
-memory, grow with every event for a week by design.
+The dedupe TTL is shortened for the test with the ``SEGSTREAM_REDIS_DEDUPE_TTL_S`` setting. With the default
+7-day TTL the markers, and so Redis memory, grow with every event for a week by design.
 """
 
 from __future__ import annotations
@@ -68,7 +66,7 @@ def _count(client: Any, pattern: str) -> int:
 def _soak(stack: StackHandle, dataset: Dataset, workdir: Path, *, n: int, customers: int, rate: float,
           ttl_s: int, sample_every_s: float) -> dict[str, Any]:  # fmt: skip
     config = WorkerConfig(stack.kafka_bootstrap, stack.redis_url, dataset.models_root, workdir, partitions=4,
-                          extra_env={"SEGSTREAM_TEST_DEDUPE_TTL_S": str(ttl_s)})  # fmt: skip
+                          extra_env={"SEGSTREAM_REDIS_DEDUPE_TTL_S": str(ttl_s)})  # fmt: skip
     config.create_topics()
     client = redis_sync(config.redis)
     markers = f"{config.prefix}:v1:e:*"

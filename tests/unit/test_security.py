@@ -264,7 +264,8 @@ def test_a_deeply_nested_message_is_dead_lettered_not_fatal(depth: int) -> None:
 
 
 def test_moderate_nesting_in_extra_fields_is_still_accepted() -> None:
-    from segstream.streams.pipeline import MAX_NESTING, BatchProcessor
+    from segstream.models.events import MAX_NESTING
+    from segstream.streams.pipeline import BatchProcessor
     from segstream.streams.state import MemoryStateStore
     from tests.unit.streams.fakes import FakeProducer, event, holder, records
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from segstream.streams.state.base import (
+    DEFAULT_DEDUPE_TTL_S,
     ApplyResult,
     CustomerView,
     Delivery,
@@ -32,10 +33,12 @@ __all__ = [
 ]
 
 
-def open_store(url: str, prefix: str = "segstream", **client_kwargs: Any) -> StateStore:
+def open_store(
+    url: str, prefix: str = "segstream", dedupe_ttl_s: int = DEFAULT_DEDUPE_TTL_S, **client_kwargs: Any
+) -> StateStore:
     """A state store for ``redis://``/``rediss://`` (a real server) or ``memory://`` (in-process)."""
     if url.startswith("memory://"):
         return MemoryStateStore()
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisStateStore.from_url(url, prefix=prefix, **client_kwargs)
+        return RedisStateStore.from_url(url, prefix=prefix, dedupe_ttl_s=dedupe_ttl_s, **client_kwargs)
     raise StateStoreError(f"unsupported state store URL {url!r}: use redis://, rediss:// or memory://")

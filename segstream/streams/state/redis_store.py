@@ -41,9 +41,11 @@ class RedisStateStore:
         self._finalize = client.register_script(lua.FINALIZE)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "segstream", **client_kwargs: Any) -> RedisStateStore:
+    def from_url(
+        cls, url: str, prefix: str = "segstream", dedupe_ttl_s: int = DEFAULT_DEDUPE_TTL_S, **client_kwargs: Any
+    ) -> RedisStateStore:
         """Connect lazily to ``redis://`` or ``rediss://`` (auth and TLS in ``client_kwargs``)."""
-        return cls(aioredis.from_url(url, **client_kwargs), prefix=prefix)
+        return cls(aioredis.from_url(url, **client_kwargs), prefix=prefix, dedupe_ttl_s=dedupe_ttl_s)
 
     async def apply(self, events: Sequence[Event]) -> ApplyResult:
         """Fold a batch in; see :class:`~segstream.streams.state.base.StateStore`."""

@@ -87,3 +87,19 @@ def test_random_field_values_either_parse_or_fail_cleanly(overrides):
 def test_customer_id_rule():
     assert is_valid_customer_id("C0001") and is_valid_customer_id("kunde-ü@shop")
     assert not is_valid_customer_id("") and not is_valid_customer_id("a\nb")
+
+
+def test_deep_nesting_is_rejected_not_a_crash():
+    from segstream.models.events import MAX_NESTING
+
+    deep = b'{"event_id":"e","customer_id":"c","timestamp":1740820500000,"amount":1,"x":' + b"[" * 30000
+    deep += b"]" * 30000 + b"}"
+    with pytest.raises(EventValidationError, match="nested deeper"):
+        parse_event(deep)
+    nested = {**GOOD, "x": []}
+    inner = nested["x"]
+    for _ in range(MAX_NESTING):
+        inner.append([])
+        inner = inner[0]
+    with pytest.raises(EventValidationError, match="nested deeper"):
+        parse_event(_bytes(nested))

@@ -81,8 +81,6 @@ def test_trainer_side_report_names_row_and_column_of_dropped_rows(tmp_path: Path
     assert "first at row 2: 'abc'" in report.render()
 
 
-@pytest.mark.xfail(strict=True, reason="segstream replay drops unusable rows silently (load_and_clean(echo=False) "
-                   "in segstream/cli/stream.py); it should say which rows and columns it skipped")  # fmt: skip
 def test_replay_says_which_rows_it_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from segstream.streams import replay as replay_module
 
