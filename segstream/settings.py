@@ -85,6 +85,9 @@ class KafkaSettings(BaseSettings):
     rebalance_timeout_ms: int = Field(default=5000, ge=1000)
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     request_timeout_ms: int = Field(default=40_000, ge=1000)
+    # How long a fetch may wait for data. faust hard-codes 1500 ms; the embedded broker then holds every
+    # fetch that long (p99 ~1.8 s); 10 ms measured p99 147 ms at 1,000 ev/s. Raise it on a busy real cluster.
+    fetch_max_wait_ms: int = Field(default=10, ge=0)
 
     def bootstrap_list(self) -> list[str]:
         """``bootstrap_servers`` split on commas, blanks removed."""

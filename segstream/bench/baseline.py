@@ -151,10 +151,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--fetch-max-wait-ms", type=int, default=None)
     args = parser.parse_args(argv)
-    if args.fetch_max_wait_ms is not None:
-        from segstream.bench.launch import patch_fetch_max_wait
+    from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
 
-        patch_fetch_max_wait(args.fetch_max_wait_ms)
+    # The same consumer fetch wait the worker uses (its setting), unless the run overrides it.
+    wait = args.fetch_max_wait_ms
+    set_consumer_fetch_max_wait(Settings.load().kafka.fetch_max_wait_ms if wait is None else wait)
     loop_kind = install_loop(not args.no_uvloop)
     run_app(build_app(Settings.load(), args.group, args.expect, args.result, loop_kind, args.budget_s))
 

@@ -6,30 +6,21 @@ wait even when new records arrive (one partition answers at once), so each consu
 1.5 s of latency at low rates; with 100 ms the same hop took ~45 ms. Apache Kafka answers as soon as
 ``fetch_min_bytes`` is there, so this matters on the embedded broker only.
 
-``python -m segstream.bench.launch FETCH_MAX_WAIT_MS ARGS...`` patches the consumer the faust worker
-creates and then runs ``segstream ARGS...``. The bench uses it only when asked
-(``--fetch-max-wait-ms``), to measure what the worker would gain from the setting; the worker itself is
-unchanged.
+The worker applies ``SEGSTREAM_KAFKA_FETCH_MAX_WAIT_MS`` itself (default 10 ms, see
+``segstream.streams.faust_tuning``). ``python -m segstream.bench.launch FETCH_MAX_WAIT_MS ARGS...`` overrides
+it for one what-if run (``segstream bench --fetch-max-wait-ms``) and then runs ``segstream ARGS...``.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+
+from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
 
 
 def patch_fetch_max_wait(ms: int) -> None:
     """Make faust's worker consumer use ``fetch_max_wait_ms=ms`` (set before the consumer starts)."""
-    from faust.transport.drivers import aiokafka as driver
-
-    original = driver.AIOKafkaConsumerThread._create_worker_consumer
-
-    def create(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = ms  # read by AIOKafkaConsumer.start() when it builds the Fetcher
-        return consumer
-
-    driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+    set_consumer_fetch_max_wait(ms)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,7 +58,7 @@ def settings_used(settings: Any, ctx: Any) -> dict[str, Any]:
         "worker": settings.worker.model_dump(),
         "partitions": ctx.partitions,
         "loop": "uvloop" if ctx.uvloop and _has("uvloop") else "asyncio",
-        "consumer_fetch_max_wait_ms": ctx.fetch_max_wait_ms or 1500,  # 1500: faust's fixed value
+        "consumer_fetch_max_wait_ms": ctx.fetch_max_wait_ms or settings.kafka.fetch_max_wait_ms,
         "kafka_bootstrap": settings.kafka.bootstrap_servers,
     }
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from segstream.settings import Settings
 from segstream.streams.bundle_watch import ModelHolder
+from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
 from segstream.streams.monitoring import WorkerStats, monitoring_record
 from segstream.streams.outputs import OutputBatch, dumps
 from segstream.streams.pipeline import BatchProcessor, PipelineConfig, RawRecord
@@ -120,6 +121,9 @@ def create_worker(
     import faust
 
     w, topics = settings.worker, settings.topics
+    set_consumer_fetch_max_wait(settings.kafka.fetch_max_wait_ms)
+    data_dir = Path(datadir or Path(settings.stack.state_dir).parent / f"worker-{w.group_id}")
+    data_dir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     store = open_store(
         store_url or settings.redis.url,
         prefix=settings.redis.key_prefix,
@@ -131,7 +135,7 @@ def create_worker(
     app = faust.App(
         w.group_id,
         **settings.kafka.faust_app_kwargs(),
-        datadir=str(datadir or Path(settings.stack.state_dir).parent / f"worker-{w.group_id}"),
+        datadir=str(data_dir),
         web_enabled=False,
         autodiscover=False,
         store="memory://",
