@@ -38,6 +38,9 @@ class LiveState:
     replay_done: bool = False
     metrics: dict[str, float] = field(default_factory=dict)
     changes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=12))
+    # Moves between segments (not first assignments): what a campaign reacts to, shown first.
+    moves: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=12))
+    names: dict[str, str] = field(default_factory=dict)
     change_counts: dict[str, int] = field(default_factory=dict)
     monitoring: dict[str, Any] = field(default_factory=dict)
     forecast: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -86,6 +89,9 @@ def _tail_topics(settings: Any, state: LiveState) -> None:
                         continue
                     if tp.topic == t.segment_changes:
                         state.changes.append(value)
+                        state.names[str(value.get("segment"))] = str(value.get("segment_name"))
+                        if value.get("previous_segment") is not None:
+                            state.moves.append(value)
                         cause = value.get("cause", "?")
                         state.change_counts[cause] = state.change_counts.get(cause, 0) + 1
                     elif tp.topic == t.monitoring:
@@ -119,7 +125,10 @@ def _screen(state: LiveState, started: float) -> Any:
         f"{time.monotonic() - started:,.0f}s",
     )  # fmt: skip
     changes = Table("event time", "customer", "from", "to", "cause", title="latest segment changes", expand=True)
-    for c in list(state.changes)[::-1]:
+    moves = list(state.moves)[::-1]
+    firsts = [c for c in list(state.changes)[::-1] if c.get("previous_segment") is None]
+    names = state.names
+    for c in (moves + firsts)[:12]:
         changes.add_row(
             str(c.get("event_time", ""))[:19],
             c.get("customer_id", ""),
@@ -131,7 +140,8 @@ def _screen(state: LiveState, started: float) -> Any:
     seg_mix = state.monitoring.get("segment_mix") or {}
     live, training = seg_mix.get("live", {}), seg_mix.get("training", {})
     for seg in sorted(set(live) | set(training), key=lambda s: int(s)):
-        mix.add_row(seg, f"{live.get(seg, 0):.1%}", f"{training.get(seg, 0):.1%}")
+        label = f"{seg} {names[seg]}" if names.get(seg) else seg
+        mix.add_row(label, f"{live.get(seg, 0):.1%}", f"{training.get(seg, 0):.1%}")
     rows = sorted(state.forecast.values(), key=lambda r: (r["date"], r["model"]))
     shown = [r for r in rows if r["model"] == "random_forest"][:7] or rows[:7]
     model = shown[0]["model"] if shown else "-"
