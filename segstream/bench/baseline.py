@@ -12,14 +12,13 @@ Run as ``python -m segstream.bench.baseline --group G --expect N --result FILE [
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from segstream.bench.faustapp import Counter, app_kwargs, finish, install_loop, run_app
+from segstream.bench.faustapp import Counter, app_kwargs, finish, prepare_process, process_arguments, run_app
 from segstream.models.customer_state import CustomerState, aggregates_matrix
 from segstream.models.errors import EventValidationError
 from segstream.models.events import parse_event
@@ -143,21 +142,11 @@ def build_app(
 
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, build the naive app and run it until ``--expect`` events were processed."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--expect", type=int, required=True)
-    parser.add_argument("--result", type=Path, required=True)
+    parser = process_arguments(__doc__)
     parser.add_argument("--budget-s", type=float, default=None, help="Stop this long after the first event.")
-    parser.add_argument("--no-uvloop", action="store_true")
-    parser.add_argument("--fetch-max-wait-ms", type=int, default=None)
     args = parser.parse_args(argv)
-    from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
-
-    # The same consumer fetch wait the worker uses (its setting), unless the run overrides it.
-    wait = args.fetch_max_wait_ms
-    set_consumer_fetch_max_wait(Settings.load().kafka.fetch_max_wait_ms if wait is None else wait)
-    loop_kind = install_loop(not args.no_uvloop)
-    run_app(build_app(Settings.load(), args.group, args.expect, args.result, loop_kind, args.budget_s))
+    settings, loop_kind = prepare_process(args)
+    run_app(build_app(settings, args.group, args.expect, args.result, loop_kind, args.budget_s))
 
 
 if __name__ == "__main__":

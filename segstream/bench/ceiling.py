@@ -8,11 +8,10 @@ loop. Whatever faust costs per event here is the most one worker process can do.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from segstream.bench.faustapp import Counter, app_kwargs, finish, install_loop, run_app
+from segstream.bench.faustapp import Counter, app_kwargs, finish, prepare_process, process_arguments, run_app
 from segstream.settings import Settings
 
 
@@ -43,21 +42,11 @@ def build_app(settings: Settings, group: str, expect: int, result: Path, mode: s
 
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, build the app and run it until ``--expect`` events were counted."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--expect", type=int, required=True)
-    parser.add_argument("--result", type=Path, required=True)
+    parser = process_arguments(__doc__)
     parser.add_argument("--mode", choices=["take", "each"], default="take")
-    parser.add_argument("--no-uvloop", action="store_true")
-    parser.add_argument("--fetch-max-wait-ms", type=int, default=None)
     args = parser.parse_args(argv)
-    from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
-
-    # The same consumer fetch wait the worker uses (its setting), unless the run overrides it.
-    wait = args.fetch_max_wait_ms
-    set_consumer_fetch_max_wait(Settings.load().kafka.fetch_max_wait_ms if wait is None else wait)
-    loop_kind = install_loop(not args.no_uvloop)
-    app = build_app(Settings.load(), args.group, args.expect, args.result, args.mode, loop_kind)
+    settings, loop_kind = prepare_process(args)
+    app = build_app(settings, args.group, args.expect, args.result, args.mode, loop_kind)
     run_app(app)
 
 

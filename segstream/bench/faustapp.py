@@ -11,6 +11,7 @@ counts what it consumed, writes a small JSON result file and exits.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -43,6 +44,30 @@ def app_kwargs(settings: Settings) -> dict[str, Any]:
 def described_kwargs(settings: Settings) -> dict[str, Any]:
     """:func:`app_kwargs` as JSON-friendly values (credentials left out)."""
     return {k: v for k, v in app_kwargs(settings).items() if k != "broker_credentials"}
+
+
+def process_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The command-line arguments every bench faust process takes (callers add their own)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--expect", type=int, required=True)
+    parser.add_argument("--result", type=Path, required=True)
+    parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=None)
+    return parser
+
+
+def prepare_process(args: argparse.Namespace) -> tuple[Settings, str]:
+    """Settings, consumer fetch wait and event loop as the worker has them; returns (settings, loop kind).
+
+    The fetch wait is the worker's setting unless the run overrides it (``--fetch-max-wait-ms``).
+    """
+    from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
+
+    settings = Settings.load()
+    wait = args.fetch_max_wait_ms
+    set_consumer_fetch_max_wait(settings.kafka.fetch_max_wait_ms if wait is None else wait)
+    return settings, install_loop(not args.no_uvloop)
 
 
 def install_loop(prefer_uvloop: bool = True) -> str:
