@@ -131,9 +131,7 @@ class KafkaSettings(BaseSettings):
             **self._sasl_kwargs(),
         }
         if self.uses_ssl:
-            kwargs.update(
-                ssl_cafile=self.ssl_cafile, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile
-            )
+            kwargs.update(ssl_cafile=self.ssl_cafile, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile)
         return kwargs
 
     def aiokafka_kwargs(self) -> dict[str, Any]:
@@ -149,9 +147,7 @@ class KafkaSettings(BaseSettings):
             kwargs["ssl_context"] = self.ssl_context()
         return kwargs
 
-    def consumer_group_kwargs(
-        self, client: Literal["kafka-python", "aiokafka"] = "kafka-python"
-    ) -> dict[str, Any]:
+    def consumer_group_kwargs(self, client: Literal["kafka-python", "aiokafka"] = "kafka-python") -> dict[str, Any]:
         """Group-membership kwargs that make joins fast on Tansu and stay safe on Apache Kafka.
 
         Merge with the connection kwargs:
@@ -299,8 +295,8 @@ class WorkerSettings(BaseSettings):
     inactivity_threshold_days: float = Field(default=90.0, gt=0)
     monitoring_interval_s: float = Field(default=10.0, gt=0)
     forecast_refresh_interval_s: float = Field(default=60.0, gt=0)
+    # The most events one batch holds; smaller batches form by themselves at lower rates (streams.batching).
     batch_size: int = Field(default=500, ge=1)
-    batch_timeout_s: float = Field(default=0.05, ge=0)
 
 
 class StackSettings(BaseSettings):
@@ -345,7 +341,5 @@ class Settings(BaseModel):
         unknown = set(overrides) - set(sections)
         if unknown:
             raise TypeError(f"Settings.load() got unknown sections: {sorted(unknown)}")
-        built = {
-            name: overrides[name] if name in overrides else factory() for name, factory in sections.items()
-        }
+        built = {name: overrides[name] if name in overrides else factory() for name, factory in sections.items()}
         return cls(**built)

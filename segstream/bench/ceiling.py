@@ -1,18 +1,26 @@
 """The bare-faust ceiling: an agent that only counts raw events, with the worker's settings.
 
-Run as ``python -m segstream.bench.ceiling --group G --expect N --result FILE [--mode take|each]`` with the
-worker's ``SEGSTREAM_*`` environment. ``take`` (the default) iterates like the worker does
-(``stream.take_events(batch_size, within=batch_timeout_s)``); ``each`` is the plain ``async for event``
-loop. Whatever faust costs per event here is the most one worker process can do.
+Run as ``python -m segstream.bench.ceiling --group G --expect N --result FILE [--mode worker|take|each]`` with
+the worker's ``SEGSTREAM_*`` environment. ``worker`` (the default) consumes exactly like the worker: a
+manual-ack stream feeding :class:`~segstream.streams.batching.EventBatcher`, batches acknowledged by
+:func:`~segstream.streams.batching.process_batches`, with a handler that only counts. ``take`` is faust's
+``stream.take_events(batch_size, within=50 ms)`` and ``each`` the plain ``async for event`` loop, for
+comparison. Whatever faust costs per event here is the most one worker process can do.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from segstream.bench.faustapp import Counter, app_kwargs, finish, prepare_process, process_arguments, run_app
 from segstream.settings import Settings
+from segstream.streams.batching import EventBatcher, process_batches
+
+MODES = ("worker", "take", "each")
+TAKE_WITHIN_S = 0.05
 
 
 def build_app(settings: Settings, group: str, expect: int, result: Path, mode: str, loop_kind: str) -> Any:
@@ -28,8 +36,22 @@ def build_app(settings: Settings, group: str, expect: int, result: Path, mode: s
 
     @app.agent(source, name="bench-ceiling")
     async def count(stream: Any) -> None:
-        if mode == "take":
-            async for events in stream.take_events(w.batch_size, within=w.batch_timeout_s):
+        if mode == "worker":
+            manual = stream.noack()
+            batcher: EventBatcher[Any] = EventBatcher(w.batch_size, 2 * w.batch_size)
+
+            async def handle(events: Sequence[Any]) -> None:
+                if counter.add(len(events)):
+                    finish(counter, result, extra)
+
+            runner = asyncio.ensure_future(process_batches(batcher, handle, manual))
+            try:
+                async for event in manual.events():
+                    await batcher.put(event)
+            finally:
+                runner.cancel()
+        elif mode == "take":
+            async for events in stream.take_events(w.batch_size, within=TAKE_WITHIN_S):
                 if counter.add(len(events)):
                     finish(counter, result, extra)
         else:
@@ -43,7 +65,7 @@ def build_app(settings: Settings, group: str, expect: int, result: Path, mode: s
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, build the app and run it until ``--expect`` events were counted."""
     parser = process_arguments(__doc__)
-    parser.add_argument("--mode", choices=["take", "each"], default="take")
+    parser.add_argument("--mode", choices=MODES, default="worker")
     args = parser.parse_args(argv)
     settings, loop_kind = prepare_process(args)
     app = build_app(settings, args.group, args.expect, args.result, args.mode, loop_kind)

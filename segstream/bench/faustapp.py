@@ -130,4 +130,7 @@ def run_app(app: Any) -> None:
     """Run a faust app in the foreground on the current event loop."""
     from faust.worker import Worker
 
-    Worker(app, loglevel="warning", loop=asyncio.get_event_loop(), redirect_stdouts=False).execute_from_commandline()
+    from segstream.streams.app import quiet_worker
+
+    worker = Worker(app, loglevel="warning", loop=asyncio.get_event_loop(), redirect_stdouts=False)
+    quiet_worker(worker).execute_from_commandline()

@@ -44,7 +44,8 @@ class BenchConfig:
         use_running: Use the configured Kafka and Redis instead of a fresh embedded stack.
         bundle: An existing bundle to score with (default: train a small one).
         uvloop: Run the faust processes on uvloop when installed.
-        ceiling_mode: ``take`` (iterate like the worker) or ``each`` (plain ``async for``).
+        ceiling_mode: ``worker`` (consume exactly like the worker), ``take`` (faust's ``take_events``) or
+            ``each`` (plain ``async for``).
         seed: Seed of the generated events.
         fetch_max_wait_ms: What-if: run every faust process (worker included, through
             :mod:`segstream.bench.launch`) with this consumer fetch wait instead of faust's fixed 1500 ms.
@@ -68,7 +69,7 @@ class BenchConfig:
     use_running: bool = False
     bundle: Path | None = None
     uvloop: bool = True
-    ceiling_mode: str = "take"
+    ceiling_mode: str = "worker"
     seed: int = 0
     fetch_max_wait_ms: int | None = None
     redis_fsync: str | None = None

@@ -96,7 +96,7 @@ def run_counting_process(ctx: RunContext, module: str, name: str, events: int, e
     return wait_result_file(child, result, ctx.timeout(events) + 120)
 
 
-def run_ceiling(ctx: RunContext, mode: str = "take") -> dict[str, Any]:
+def run_ceiling(ctx: RunContext, mode: str = "worker") -> dict[str, Any]:
     """The bare-faust agent counting every pre-loaded event."""
     return run_counting_process(ctx, "segstream.bench.ceiling", "ceiling", len(ctx.workload), ["--mode", mode])
 

@@ -84,10 +84,11 @@ import click
 @click.option("--no-uvloop", is_flag=True, help="Run every faust process on the default asyncio loop.")
 @click.option(
     "--ceiling-mode",
-    type=click.Choice(["take", "each"]),
-    default="take",
+    type=click.Choice(["worker", "take", "each"]),
+    default="worker",
     show_default=True,
-    help="take: iterate like the worker (take_events); each: plain `async for`.",
+    help="worker: consume exactly like the worker (manual acks, batches formed while one is processed); "
+    "take: faust's take_events; each: plain `async for`.",
 )
 @click.option(
     "--fetch-max-wait-ms",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,14 +46,16 @@ def step(record: SegmentRecord, predicted: int, hold: int) -> tuple[SegmentRecor
         The new record (segment, pending, pending_count; version and as-of left to the caller) and
         whether the emitted segment changed.
     """
+    # Built directly rather than with dataclasses.replace, which was ~2% of the worker's CPU.
+    version, as_of = record.model_version, record.scored_as_of_ms
     if record.segment is None:
-        return replace(record, segment=predicted, pending=None, pending_count=0), True
+        return SegmentRecord(predicted, None, 0, version, as_of), True
     if predicted == record.segment:
-        return replace(record, pending=None, pending_count=0), False
+        return SegmentRecord(record.segment, None, 0, version, as_of), False
     count = record.pending_count + 1 if record.pending == predicted else 1
     if count >= hold:
-        return replace(record, segment=predicted, pending=None, pending_count=0), True
-    return replace(record, pending=predicted, pending_count=count), False
+        return SegmentRecord(predicted, None, 0, version, as_of), True
+    return SegmentRecord(record.segment, predicted, count, version, as_of), False
 
 
 def feature_matrix(views: Mapping[str, CustomerView], as_of_ms: int) -> tuple[list[str], np.ndarray]:

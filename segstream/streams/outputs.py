@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
+
 from segstream.models.events import Event
 from segstream.streams.retry import retry_transient
 from segstream.streams.state.base import SegmentChange
@@ -93,7 +95,15 @@ def now_iso() -> str:
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact JSON bytes (non-finite floats become null: JSON has no NaN)."""
+    """Compact UTF-8 JSON bytes (non-finite floats become null: JSON has no NaN).
+
+    orjson on the hot path (~5x faster than json for a scored event); json for what orjson refuses
+    (integers beyond 64 bits, lone surrogates).
+    """
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        pass
     try:
         return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
     except ValueError:

@@ -121,21 +121,20 @@ class RedisStateStore:
 def _views(flat: list[Any]) -> dict[str, CustomerView]:
     views: dict[str, CustomerView] = {}
     n = len(AGGREGATE_FIELDS)
+    fields = AGGREGATE_FIELDS
     for i in range(0, len(flat), 2):
-        cid, row = _text(flat[i]), flat[i + 1]
-        aggregates = {name: int(v) for name, v in zip(AGGREGATE_FIELDS, row[:n], strict=True)}
-        sg, sp, sn, sv, sa = (_text(v) for v in row[n:])
-        record = SegmentRecord(_int_or_none(sg), _int_or_none(sp), int(sn or 0), sv, int(sa or 0))
+        cid, row = flat[i], flat[i + 1]
+        cid = cid.decode() if isinstance(cid, bytes) else cid
+        # Lua integers arrive as ints already: no per-field conversion (this loop was ~5% of the worker).
+        aggregates = dict(zip(fields, row[:n], strict=True))
+        sg, sp, sn, sv, sa = (v.decode() if isinstance(v, bytes) else v for v in row[n:])
+        record = SegmentRecord(int(sg) if sg else None, int(sp) if sp else None, int(sn or 0), sv, int(sa or 0))
         views[cid] = CustomerView(cid, aggregates, record)
     return views
 
 
 def _opt(value: int | None) -> str:
     return "" if value is None else str(value)
-
-
-def _int_or_none(text: str) -> int | None:
-    return int(text) if text else None
 
 
 def _text(value: bytes | str) -> str:

@@ -1,0 +1,84 @@
+"""Micro-batches formed while the previous batch is being processed.
+
+faust's ``stream.take_events`` stops feeding its buffer while the loop body runs, so faust's own per-event
+work (measured at ~60 us/event, the bare-faust ceiling) and the batch's Redis and Kafka round trips add up
+instead of overlapping. Here the faust agent only appends events to an :class:`EventBatcher`, and one
+processing task takes whatever has gathered each time it is free (:func:`process_batches`):
+
+* under load the buffer fills while a batch is in flight, so batches grow to ``max_batch`` by themselves;
+* at a low rate a batch is whatever arrived since the last one, so no event waits for a timer to fire;
+* ``max_buffered`` bounds the buffer: a full buffer blocks the agent, faust's stream buffer fills, and the
+  consumer stops fetching (back-pressure instead of unbounded memory).
+
+Batches are processed strictly one after another, in consumption order, and a batch's events are acknowledged
+only after its handler returns, so the state and offset guarantees of one-batch-at-a-time processing hold.
+This module knows nothing of faust: anything with an awaitable ``ack(event)`` will do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+
+
+class Acker(Protocol[T_contra]):
+    """What acknowledges a processed event (a faust stream)."""
+
+    async def ack(self, event: T_contra) -> bool:
+        """Acknowledge one event."""
+        ...
+
+
+class EventBatcher(Generic[T]):
+    """A bounded FIFO of consumed events, handed out in batches of at most ``max_batch``."""
+
+    def __init__(self, max_batch: int, max_buffered: int | None = None) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self.max_batch = max_batch
+        self.max_buffered = max(max_buffered or 2 * max_batch, max_batch)
+        self._buffer: list[T] = []
+        self._has_events = asyncio.Event()
+        self._has_space = asyncio.Event()
+        self._has_space.set()
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    async def put(self, item: T) -> None:
+        """Append one event; waits while the buffer is full."""
+        while len(self._buffer) >= self.max_buffered:
+            self._has_space.clear()
+            await self._has_space.wait()
+        self._buffer.append(item)
+        self._has_events.set()
+
+    async def next_batch(self) -> list[T]:
+        """The oldest buffered events (at least one, at most ``max_batch``); waits while there are none."""
+        while not self._buffer:
+            self._has_events.clear()
+            await self._has_events.wait()
+        batch = self._buffer[: self.max_batch]
+        del self._buffer[: self.max_batch]
+        if len(self._buffer) < self.max_buffered:
+            self._has_space.set()
+        return batch
+
+
+async def process_batches(
+    batcher: EventBatcher[T], handle: Callable[[Sequence[T]], Awaitable[object]], acker: Acker[T]
+) -> None:
+    """Forever: take the next batch, run ``handle`` on it, then acknowledge its events in order.
+
+    An exception from ``handle`` propagates before anything of that batch is acknowledged.
+    """
+    ack = acker.ack
+    while True:
+        batch = await batcher.next_batch()
+        await handle(batch)
+        for event in batch:
+            await ack(event)
