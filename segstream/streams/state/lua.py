@@ -23,9 +23,12 @@ local function parse_customer(flat)
   local h, net, qty = {{}}, {{}}, {{}}
   for i = 1, #flat, 2 do
     local f, v = flat[i], flat[i + 1]
-    local kind, day = string.match(f, '^([dq]):(%-?%d+)$')
-    if kind == 'd' then net[tonumber(day)] = tonumber(v)
-    elseif kind == 'q' then qty[tonumber(day)] = tonumber(v)
+    -- byte compares instead of a pattern match per field: this loop runs over every day bucket
+    if string.byte(f, 2) == 58 then  -- 'd:<day>' (net cents) or 'q:<day>' (purchases)
+      local kind = string.byte(f, 1)
+      if kind == 100 then net[tonumber(string.sub(f, 3))] = tonumber(v)
+      elseif kind == 113 then qty[tonumber(string.sub(f, 3))] = tonumber(v)
+      else h[f] = v end
     else h[f] = v end
   end
   return h, net, qty
@@ -73,7 +76,8 @@ local function customer_row(h, net, qty, as_of)
 end
 """
 
-# ARGV: root, ttl, then (event_id, customer_id, ts_ms, cents) per event.
+# ARGV: root, ttl, JSON array [event_id, customer_id, ts_ms, cents, event_id, ...] (one argument: encoding
+# four arguments per event was ~10 us/event of client time).
 # Returns {watermark, {delivery per event}, {customer_id, row, customer_id, row, ...}}.
 # Events are grouped per customer first, so each customer costs one HGETALL and one HSET however many of
 # its events the batch holds (measured: ~12 calls per event before, 46 us/event; see the bench).
@@ -81,11 +85,12 @@ APPLY = (
     _HELPERS
     + """
 local root, ttl = ARGV[1], tonumber(ARGV[2])
+local ev = cjson.decode(ARGV[3])
 local wm = tonumber(redis.call('GET', root .. ':wm') or '0')
 local deliveries = {}
 local order, pending = {}, {}
-for i = 3, #ARGV, 4 do
-  local eid, cid, ts = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+for i = 1, #ev, 4 do
+  local eid, cid, ts = ev[i], ev[i + 1], ev[i + 2]
   if ts > wm then wm = ts end
   if not pending[cid] then pending[cid] = {}; order[#order + 1] = cid end
   local marker_key = root .. ':e:' .. eid
@@ -93,7 +98,7 @@ for i = 3, #ARGV, 4 do
     deliveries[#deliveries + 1] = 1
     local list = pending[cid]
     list[#list + 1] = ts
-    list[#list + 1] = tonumber(ARGV[i + 3])
+    list[#list + 1] = ev[i + 3]
   else
     deliveries[#deliveries + 1] = tonumber(redis.call('GET', marker_key)) + 1
   end
@@ -174,6 +179,7 @@ return {as_of, customers}
 
 # ARGV: root, ttl, history length, JSON {segments, changes, sales, done, due}.
 FINALIZE = """
+local function fmt(x) return string.format('%d', x) end
 local root, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local batch = cjson.decode(ARGV[4])
 for cid, rec in pairs(batch['segments']) do
@@ -185,15 +191,30 @@ for _, change in ipairs(batch['changes']) do
   redis.call('LPUSH', key, change[2])
   redis.call('LTRIM', key, 0, keep - 1)
 end
-for _, sale in ipairs(batch['sales']) do
-  local marker = redis.call('GET', root .. ':e:' .. sale[1])
-  if marker ~= '2' then
-    redis.call('HINCRBY', root .. ':sales', sale[2] .. ':total', sale[4])
-    redis.call('HINCRBY', root .. ':sales', sale[2] .. ':segment:' .. sale[3], sale[4])
+-- One SET ... GET per event both marks it done and says whether it already was (then its sale was counted
+-- before); sales are summed per field first, so a batch costs one HINCRBY per (day, series), not per event.
+local sale_of = {}
+for _, sale in ipairs(batch['sales']) do sale_of[sale[1]] = sale end
+local totals, fields = {}, {}
+local function count_sale(sale)
+  local day = fmt(sale[2])
+  for _, f in ipairs({day .. ':total', day .. ':segment:' .. fmt(sale[3])}) do
+    if totals[f] == nil then totals[f] = 0; fields[#fields + 1] = f end
+    totals[f] = totals[f] + sale[4]
   end
 end
+local marked = {}
 for _, eid in ipairs(batch['done']) do
-  redis.call('SET', root .. ':e:' .. eid, '2', 'EX', ttl)
+  local before = redis.call('SET', root .. ':e:' .. eid, '2', 'EX', ttl, 'GET')
+  marked[eid] = true
+  local sale = sale_of[eid]
+  if sale and before ~= '2' then count_sale(sale) end
+end
+for _, sale in ipairs(batch['sales']) do
+  if not marked[sale[1]] and redis.call('GET', root .. ':e:' .. sale[1]) ~= '2' then count_sale(sale) end
+end
+for _, f in ipairs(fields) do
+  redis.call('HINCRBY', root .. ':sales', f, fmt(totals[f]))
 end
 for cid, at in pairs(batch['due']) do
   redis.call('ZADD', root .. ':due', at, cid)

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from segstream.models.events import Event
@@ -50,10 +51,10 @@ class RedisStateStore:
     async def apply(self, events: Sequence[Event]) -> ApplyResult:
         """Fold a batch in; see :class:`~segstream.streams.state.base.StateStore`."""
         unique, repeats = mark_repeats_in_batch(events)
-        args: list[str | int] = [self.keys.root, self._ttl]
+        flat_events: list[str | int] = []
         for event in unique:
-            args += [event.event_id, event.customer_id, event.ts_ms, event.amount_cents]
-        watermark, deliveries, flat = await self._apply(args=args)
+            flat_events += (event.event_id, event.customer_id, event.ts_ms, event.amount_cents)
+        watermark, deliveries, flat = await self._apply(args=[self.keys.root, self._ttl, orjson.dumps(flat_events)])
         by_unique = iter(Delivery(int(d)) for d in deliveries)
         merged = [Delivery.DONE if i in repeats else next(by_unique) for i in range(len(events))]
         return ApplyResult(merged, int(watermark), _views(flat))
@@ -77,7 +78,7 @@ class RedisStateStore:
             "due": {cid: int(at) for cid, at in batch.next_check_ms.items()},
         }
         # cjson turns an empty object into an empty array and back; both iterate the same in Lua.
-        await self._finalize(args=[self.keys.root, self._ttl, HISTORY_LENGTH, json.dumps(payload)])
+        await self._finalize(args=[self.keys.root, self._ttl, HISTORY_LENGTH, orjson.dumps(payload)])
 
     async def view(self, customer_ids: Sequence[str], as_of_ms: int | None = None) -> dict[str, CustomerView]:
         """Current views of some customers as of T (default: the watermark)."""
