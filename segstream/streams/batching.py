@@ -40,7 +40,9 @@ class EventBatcher(Generic[T]):
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         self.max_batch = max_batch
-        self.max_buffered = max(max_buffered or 2 * max_batch, max_batch)
+        if max_buffered is not None and max_buffered < 1:
+            raise ValueError("max_buffered must be >= 1")
+        self.max_buffered = max(2 * max_batch if max_buffered is None else max_buffered, max_batch)
         self._buffer: list[T] = []
         self._has_events = asyncio.Event()
         self._has_space = asyncio.Event()

@@ -313,6 +313,12 @@ def test_max_batch_below_one_is_rejected(max_batch):
         EventBatcher(max_batch)
 
 
+@pytest.mark.parametrize("max_buffered", [0, -3])
+def test_max_buffered_below_one_is_rejected(max_buffered):
+    with pytest.raises(ValueError, match="max_buffered"):
+        EventBatcher(5, max_buffered)
+
+
 def test_max_buffered_defaults_to_twice_max_batch_and_is_never_below_max_batch():
     assert EventBatcher(1).max_buffered == 2
     assert EventBatcher(5).max_buffered == 10
