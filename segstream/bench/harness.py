@@ -37,7 +37,8 @@ class BenchConfig:
         latency_s: Seconds of fixed-rate offering for the latency percentiles (0 skips it).
         latency_rate: Offered events/s (default: half the measured worker throughput).
         memory_customers: Customers loaded for Redis bytes per customer (0 skips it).
-        two_workers: Also measure two workers in one group over the partitions.
+        two_workers: Also measure two workers in one group over the partitions, then check parity after a
+            worker is killed mid-stream and another joins (segstream.bench.rebalance).
         train_events: Also time training on about this many generated transactions (0 skips it).
         micro: Run the micro-benchmarks.
         profile: Profile a separate worker run with py-spy (when installed) and summarise it.
@@ -144,7 +145,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
                 raise BenchError("the generator made no events; raise --events or --customers")
             ctx = phases.RunContext(run_id, work_dir, settings, models_root, bundle, workload, config.partitions,
                                     config.uvloop, stack_pids, config.fetch_max_wait_ms, say)  # fmt: skip
-            tags = ["main", "two"] if config.two_workers else ["main"]
+            tags = ["main", "two", "rebalance"] if config.two_workers else ["main"]
             names = [name for tag in tags for name in ctx.topics(tag).values()]
             names += [ctx.topics("main")["SCORED"] + ".naive", ctx.topics("main")["SEGMENT_CHANGES"] + ".naive"]
             ensure_topics(settings.kafka, names, partitions=config.partitions)
@@ -168,6 +169,15 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
 
                 results["two_workers"]["parity"] = check_parity(
                     settings.redis.url, settings.redis.client_kwargs(), f"{run_id}:two", workload
+                )
+                say("rebalance: two workers, one killed mid-stream, a third joining later")
+                from segstream.bench.rebalance import run_rebalance
+
+                results["rebalance"] = run_rebalance(
+                    ctx, lambda topic: _produce(settings, topic, workload.pairs()), config.partitions
+                )
+                results["rebalance"]["parity"] = check_parity(
+                    settings.redis.url, settings.redis.client_kwargs(), f"{run_id}:rebalance", workload
                 )
             if config.profile:
                 from segstream.bench.profile import profile_worker

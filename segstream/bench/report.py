@@ -137,6 +137,13 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         parity = (two.get("parity") or {}).get("exact")
         note = f"per worker: {per}; parity {'exact' if parity else 'NOT exact' if parity is False else '-'}"
         out.append(("two workers combined", _fmt(report["two_workers_eps"], unit=" ev/s"), note))
+    rebalance = details.get("rebalance")
+    if rebalance:
+        parity = (rebalance.get("parity") or {}).get("exact")
+        verdict = "exact" if parity else "NOT exact" if parity is False else "-"
+        out.append(("parity after kill + join", verdict,
+                    f"B killed after {rebalance['killed_after']:,.0f}, B' joined after "
+                    f"{rebalance['joined_after']:,.0f} of {rebalance['events']:,} events"))  # fmt: skip
     training = details.get("training")
     if training:
         note = f"{training['rows']:,} rows (+{training['generate_seconds'] + training['clean_seconds']:.0f}s gen+clean)"
