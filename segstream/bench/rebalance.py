@@ -2,10 +2,10 @@
 
 Two workers share a group over the ``rebalance`` topics. Once a third of the events are processed, worker B
 is killed with SIGKILL (no clean leave: its in-flight batch is neither finalized nor committed, so the group
-hands its partitions to A after the session timeout and A sees B's uncommitted events again). Once A has
-taken over and processed another sixth, a fresh worker B' joins (a second rebalance). The phase ends when
-the live workers hold every partition with no lag left; the caller then checks parity: the Redis state must
-equal the batch aggregates, i.e. no event lost and none folded twice.
+hands its partitions to A after the session timeout and A sees B's uncommitted events again). Once A holds
+every partition and has processed another sixth on its own, a fresh worker B' joins (a second rebalance).
+The phase ends when the live workers hold every partition with no lag left; the caller then checks parity:
+the Redis state must equal the batch aggregates, i.e. no event lost and none folded twice.
 """
 
 from __future__ import annotations
@@ -93,7 +93,10 @@ def run_rebalance(ctx: RunContext, produce: Callable[[str], float], partitions: 
         live.remove(b)
         killed_at = a.seen + b.seen
         ctx.say(f"rebalance: killed worker B after {killed_at:,.0f} events; A takes over")
-        wait_until(lambda: a.seen + b.seen >= killed_at + n / 6, "worker A taking over B's partitions")
+        wait_until(lambda: len(a.lag) >= partitions, "worker A taking over B's partitions")
+        took_over_at = a.seen + b.seen
+        ctx.say(f"rebalance: A holds every partition after {took_over_at:,.0f} events")
+        wait_until(lambda: a.seen + b.seen >= min(took_over_at + n / 6, n * 0.8), "worker A working alone")
         b2 = _Watched(*start_worker(ctx, "rebalance-b2", tag, group, prefix))
         live.append(b2)
         joined_at = a.seen + b.seen
@@ -112,6 +115,7 @@ def run_rebalance(ctx: RunContext, produce: Callable[[str], float], partitions: 
             "seconds": time.perf_counter() - started,
             "seen_per_worker": {"a": a.seen, "b_killed": b.seen, "b_joined": b2.seen},
             "killed_after": killed_at,
+            "a_took_over_after": took_over_at,
             "joined_after": joined_at,
             "b_joined_active": b2.seen > 0,
         }

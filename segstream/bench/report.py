@@ -142,7 +142,8 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         parity = (rebalance.get("parity") or {}).get("exact")
         verdict = "exact" if parity else "NOT exact" if parity is False else "-"
         out.append(("parity after kill + join", verdict,
-                    f"B killed after {rebalance['killed_after']:,.0f}, B' joined after "
+                    f"B killed after {rebalance['killed_after']:,.0f}, A alone after "
+                    f"{rebalance['a_took_over_after']:,.0f}, B' joined after "
                     f"{rebalance['joined_after']:,.0f} of {rebalance['events']:,} events"))  # fmt: skip
     training = details.get("training")
     if training:
