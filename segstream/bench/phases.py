@@ -16,6 +16,7 @@ from typing import Any
 from segstream.bench.procs import (
     Child,
     CountWindow,
+    batch_profile,
     cpu_seconds,
     free_port,
     module_command,
@@ -160,6 +161,7 @@ def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
         n = len(ctx.workload)
         window = watch_count([sampler], n, ctx.timeout(n), on_poll=child.check_alive)
         out: dict[str, Any] = {
+            "throughput_batches": batch_profile({}, read_metrics(port, labelled=True) or {}),
             "events": n,
             "eps": window.eps,
             "seconds": window.t_end - window.t_first,
@@ -170,8 +172,10 @@ def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
             rate = latency_rate or max(1.0, window.eps / 2)
             ctx.say(f"latency: offering {rate:,.0f} events/s for {latency_s:.0f}s")
             topics = ctx.topics("main")
+            before = read_metrics(port, labelled=True) or {}
             out["latency"] = measure_latency(ctx.settings.kafka, topics["TRANSACTIONS"], topics["SCORED"],
                                              ctx.workload, rate, latency_s, ctx.run_id)  # fmt: skip
+            out["latency"]["batches"] = batch_profile(before, read_metrics(port, labelled=True) or {})
         out["rss"] = rss_mb(child.pid)
         out["metrics"] = read_metrics(port) or {}
         return out

@@ -129,8 +129,12 @@ def wait_result_file(child: Child, path: Path, timeout: float) -> dict[str, Any]
     raise BenchError(f"{child.name} did not finish within {timeout:.0f}s; log {child.log_path}:\n{child.log_tail()}")
 
 
-def read_metrics(port: int, timeout: float = 2.0) -> dict[str, float] | None:
-    """The unlabelled samples of a worker's ``/metrics`` (None while it does not answer)."""
+def read_metrics(port: int, timeout: float = 2.0, labelled: bool = False) -> dict[str, float] | None:
+    """The samples of a worker's ``/metrics`` (None while it does not answer).
+
+    Unlabelled ones only, unless ``labelled``: then e.g. ``segstream_stage_seconds_total{stage="apply"}`` too,
+    under that whole name.
+    """
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as resp:  # noqa: S310
             text = resp.read().decode()
@@ -138,10 +142,28 @@ def read_metrics(port: int, timeout: float = 2.0) -> dict[str, float] | None:
         return None
     out: dict[str, float] = {}
     for line in text.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, _, value = line.partition(" ")
+        if line and not line.startswith("#") and (labelled or "{" not in line):
+            name, _, value = line.rpartition(" ")
             out[name] = float(value)
     return out
+
+
+def batch_profile(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Batches between two labelled ``/metrics`` reads: how many, mean size, and ms per batch in each stage."""
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    batches = delta("segstream_batches_total")
+    events = delta("segstream_events_processed_total")
+    prefix = 'segstream_stage_seconds_total{stage="'
+    stages = {k[len(prefix) : -2]: delta(k) for k in after if k.startswith(prefix)}
+    return {
+        "batches": batches,
+        "mean_events_per_batch": events / batches if batches else None,
+        "ms_per_batch": {k: 1000 * v / batches for k, v in stages.items()} if batches else {},
+        "ms_per_batch_total": 1000 * delta("segstream_batch_seconds_total") / batches if batches else None,
+    }
 
 
 @dataclass

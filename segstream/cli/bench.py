@@ -69,7 +69,11 @@ import click
 @click.option(
     "--partitions", type=click.IntRange(min=1), default=4, show_default=True, help="Partitions of the input topics."
 )
-@click.option("--two-workers/--no-two-workers", default=None, help="Also measure two workers in one group.")
+@click.option(
+    "--two-workers/--no-two-workers",
+    default=None,
+    help="Also measure two workers in one group, and parity after one is killed mid-stream and another joins.",
+)
 @click.option("--profile", is_flag=True, help="Profile one extra worker run with py-spy and summarise it.")
 @click.option("--no-micro", is_flag=True, help="Skip the micro-benchmarks.")
 @click.option(

@@ -73,12 +73,19 @@ class WorkerStats:
     forecast_refreshes: int = 0
     store_retries: int = 0
     batch_seconds: float = 0.0
+    # Seconds per pipeline stage, summed over batches (parse, apply, score, send, deliver, finalize): where a
+    # batch's time goes, for operators and the benchmark.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     # (topic, partition) -> the last offset finalized
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     mix: SegmentMix = field(default_factory=SegmentMix)
     _last_time: float = field(default_factory=time.monotonic)
     _last_processed: int = 0
+
+    def add_stage(self, stage: str, seconds: float) -> None:
+        """Add time spent in one pipeline stage."""
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
     def note_offsets(self, topic: str, partition: int, offset: int) -> None:
         """Remember the highest offset processed on a partition."""

@@ -129,6 +129,7 @@ class BatchProcessor:
         model = self.models.require()  # one model for the whole batch, even if a swap lands meanwhile
         out = OutputBatch(self.producer)
         result = BatchResult(events=len(records))
+        stage = self.stats.add_stage
         events: list[Event] = []
         for rec in records:
             try:
@@ -143,6 +144,7 @@ class BatchProcessor:
                 await out.send(cfg.dead_letters_topic, rec.key, payload)
                 result.dead_letters += 1
         result.model_version = model.version
+        stage("parse", time.perf_counter() - started)
         async with self.lock:
             if events:
                 await self._score_and_emit(events, model, out, result)
@@ -163,6 +165,8 @@ class BatchProcessor:
         self, events: list[Event], model: ActiveModel, out: OutputBatch, result: BatchResult
     ) -> None:
         cfg = self.config
+        stage, clock = self.stats.add_stage, time.perf_counter
+        t0 = clock()
         applied = await retry_transient(
             lambda: self.store.apply(events), f"apply a batch of {len(events)} events to the state store"
         )
@@ -175,6 +179,8 @@ class BatchProcessor:
             best = triggers.get(e.customer_id)
             if best is None or (e.ts_ms, e.event_id) > (best[1], best[0]):
                 triggers[e.customer_id] = (e.event_id, e.ts_ms)
+        t1 = clock()
+        stage("apply", t1 - t0)
         views = {cid: applied.customers[cid] for cid in triggers if cid in applied.customers}
         evaluations = evaluate(
             views,
@@ -189,6 +195,8 @@ class BatchProcessor:
         for ev in evaluations:
             segment_of[ev.customer_id] = ev.record.segment
             self.stats.mix.observe(ev.customer_id, ev.record.segment if ev.record.segment is not None else -1)
+        t2 = clock()
+        stage("score", t2 - t1)
         scored_at = now_iso()
         names = model.names
         for e in fresh:
@@ -199,7 +207,11 @@ class BatchProcessor:
         changes = [ev.change for ev in evaluations if ev.change is not None]
         for change in changes:
             await out.send(cfg.changes_topic, change.customer_id.encode(), change_payload(change, names))
+        t3 = clock()
+        stage("send", t3 - t2)
         await out.wait_all()
+        t4 = clock()
+        stage("deliver", t4 - t3)
         batch = Finalization(
             segments={ev.customer_id: ev.record for ev in evaluations},
             changes=changes,
@@ -211,6 +223,7 @@ class BatchProcessor:
             next_check_ms={ev.customer_id: ev.next_check_ms for ev in evaluations},
         )
         await retry_transient(lambda: self.store.finalize(batch), f"finalize a batch of {len(fresh)} events")
+        stage("finalize", clock() - t4)
         result.scored = len(fresh)
         result.changes = len(changes)
         result.change_records = [c.history_entry() for c in changes]

@@ -54,6 +54,12 @@ def metrics_text(ctx: WebContext) -> str:
     )
     metric("segstream_batches_total", "counter", "Micro-batches processed.", [("", s.batches)])
     metric("segstream_batch_seconds_total", "counter", "Time spent processing batches.", [("", s.batch_seconds)])
+    metric(
+        "segstream_stage_seconds_total",
+        "counter",
+        "Time spent per pipeline stage (parse, apply, score, send, deliver, finalize).",
+        [(f'{{stage="{_escape(k)}"}}', v) for k, v in sorted(s.stage_seconds.items())],
+    )
     metric("segstream_forecast_refreshes_total", "counter", "Forecast refreshes.", [("", s.forecast_refreshes)])
     lag = ctx.lag() or {}
     metric(
