@@ -36,7 +36,7 @@ def app_kwargs(settings: Settings) -> dict[str, Any]:
         "broker_max_poll_records": 5000,
         "broker_commit_interval": 1.0,
         "stream_buffer_maxsize": max(4 * batch, 4096),
-        "producer_linger_ms": 5,
+        "producer_linger_ms": 0,
         "producer_max_request_size": 2_000_000,
     }
 

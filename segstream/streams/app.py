@@ -22,6 +22,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +148,7 @@ def create_worker(
         broker_max_poll_records=5000,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4 * w.batch_size, 4096),
-        producer_linger_ms=5,
+        producer_linger_ms=0,
         producer_max_request_size=2_000_000,
     )
     producer = FaustProducer(app)
@@ -223,9 +224,11 @@ def create_worker(
     async def refresh_forecast() -> None:
         if holder.active is None:
             return
+        started = time.perf_counter()
         try:
             if await runtime.forecasts.refresh_if_due(holder.active) is not None:
                 stats.forecast_refreshes += 1
+                stats.add_stage("forecast", time.perf_counter() - started)
         except Exception:  # a failed forecast must not stop scoring
             log.exception("forecast refresh failed; will try again next interval")
 

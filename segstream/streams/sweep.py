@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from functools import partial
 
@@ -90,8 +91,8 @@ async def sweep_once(
     *,
     lock: asyncio.Lock,
     stats: WorkerStats | None = None,
-    page_size: int = 2000,
-    max_pages: int = 50,
+    page_size: int = 250,
+    max_pages: int = 400,
 ) -> SweepResult:
     """Re-score every customer due as of the watermark (in pages, each under the batch lock).
 
@@ -100,12 +101,17 @@ async def sweep_once(
     """
     total = SweepResult()
     for _ in range(max_pages):
+        # Small pages: each holds the batch lock, so a big page would stall scoring (and its latency) for as
+        # long as it takes to re-score the page.
         async with lock:
+            started = time.perf_counter()
             watermark = await retry_transient(store.watermark, "read the watermark")
             ids = await retry_transient(partial(store.due_for_check, watermark, page_size), "list due customers")
             if not ids:
                 break
             part = await _evaluate_ids(ids, store, model, producer, config, watermark, stats)
+            if stats is not None:
+                stats.add_stage("sweep", time.perf_counter() - started)
         total.evaluated += part.evaluated
         total.changes += part.changes
         total.watermark_ms = watermark
