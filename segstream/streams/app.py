@@ -33,7 +33,7 @@ from segstream.streams.batching import EventBatcher, process_batches
 from segstream.streams.bundle_watch import ModelHolder
 from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
 from segstream.streams.monitoring import WorkerStats, monitoring_record
-from segstream.streams.outputs import OutputBatch, dumps
+from segstream.streams.outputs import OutputBatch, Record, dumps
 from segstream.streams.pipeline import BatchProcessor, PipelineConfig, RawRecord
 from segstream.streams.state import StateStore, open_store
 from segstream.streams.sweep import sweep_once
@@ -48,14 +48,66 @@ SWEEP_INTERVAL_S = 5.0
 
 
 class FaustProducer:
-    """The pipeline's :class:`~segstream.streams.outputs.Producer` on faust's (aiokafka) producer."""
+    """The pipeline's :class:`~segstream.streams.outputs.BulkProducer` on faust's (aiokafka) producer."""
 
     def __init__(self, app: Any) -> None:
         self._app = app
+        self._partitioner = KeyPartitioner()
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
         """Append to the producer's buffer; the returned future resolves on delivery."""
         return await self._app.producer.send(topic, key, value, None, None, None)
+
+    async def send_many(self, topic: str, records: Sequence[Record]) -> list[tuple[Awaitable[Any], list[Record]]]:
+        """One aiokafka record batch per partition instead of one ``send`` per record.
+
+        ``send`` costs ~25 us per record in faust and aiokafka (metadata wait, murmur2 in Python, a future per
+        record); a batch append costs a few. Partitions are those of aiokafka's default partitioner, so keyed
+        records land where ``send`` would have put them, in the same order.
+        """
+        producer = self._app.producer._ensure_producer()  # the aiokafka producer faust wraps
+        cluster = producer.client.cluster
+        known = cluster.partitions_for_topic(topic)
+        partitions = sorted(known if known else await producer.partitions_for(topic))
+        available = sorted(cluster.available_partitions_for_topic(topic) or partitions)
+        groups: dict[int, list[Record]] = {}
+        for record in records:
+            partition = self._partitioner(producer, topic, record[0], partitions, available)
+            groups.setdefault(partition, []).append(record)
+        started: list[tuple[Awaitable[Any], list[Record]]] = []
+        for partition, part in groups.items():
+            batch, members = producer.create_batch(), list[Record]()
+            for key, value in part:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full: ship it, start another
+                    started.append((await producer.send_batch(batch, topic, partition=partition), members))
+                    batch, members = producer.create_batch(), list[Record]()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise ValueError(f"a record for {topic} is larger than the producer's request size")
+                members.append((key, value))
+            started.append((await producer.send_batch(batch, topic, partition=partition), members))
+        return started
+
+
+class KeyPartitioner:
+    """aiokafka's default partitioner (murmur2 of the key), remembered per key for hot customers."""
+
+    MAX_REMEMBERED = 200_000
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, int, bytes], int] = {}
+
+    def __call__(
+        self, producer: Any, topic: str, key: bytes | None, partitions: list[int], available: list[int]
+    ) -> int:
+        if key is None:
+            return int(producer._partitioner(None, partitions, available))
+        slot = (topic, len(partitions), key)
+        found = self._known.get(slot)
+        if found is None:
+            if len(self._known) >= self.MAX_REMEMBERED:
+                self._known.clear()
+            found = self._known[slot] = int(producer._partitioner(key, partitions, available))
+        return found
 
 
 @dataclass

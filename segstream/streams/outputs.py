@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import math
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -36,13 +36,45 @@ class Producer(Protocol):
         ...
 
 
+Record = tuple[bytes | None, bytes]
+
+
+class BulkProducer(Producer, Protocol):
+    """A producer that can also hand many records of one topic to the client at once."""
+
+    async def send_many(self, topic: str, records: Sequence[Record]) -> list[tuple[Awaitable[Any], list[Record]]]:
+        """Start sending ``records`` in order per key; returns each delivery awaitable with the records it covers."""
+        ...
+
+
 class OutputBatch:
     """The sends of one batch: started at once, awaited together."""
 
     def __init__(self, producer: Producer) -> None:
         self._producer = producer
         self._pending: list[tuple[Awaitable[Any], str, bytes | None, bytes]] = []
+        self._pending_many: list[tuple[Awaitable[Any], str, list[Record]]] = []
         self.counts: dict[str, int] = {}
+
+    async def send_many(self, topic: str, records: Sequence[Record]) -> None:
+        """Start sending many records to one topic (in per-partition batches when the producer can)."""
+        if not records:
+            return
+        bulk = getattr(self._producer, "send_many", None)
+        started: list[tuple[Awaitable[Any], list[Record]]] | None = None
+        if bulk is not None:
+            try:
+                started = await bulk(topic, records)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the client refused a batch: fall back to single sends, which retry
+                log.warning("bulk send to %s failed (%r); sending one by one", topic, exc)
+        if started is None:
+            for key, value in records:
+                await self.send(topic, key, value)
+            return
+        self._pending_many.extend((future, topic, part) for future, part in started)
+        self.counts[topic] = self.counts.get(topic, 0) + len(records)
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Start one send (does not wait for delivery)."""
@@ -58,6 +90,16 @@ class OutputBatch:
     async def wait_all(self) -> None:
         """Wait until every send of the batch is delivered, re-sending any that failed."""
         pending, self._pending = self._pending, []
+        many, self._pending_many = self._pending_many, []
+        for future, topic, part in many:
+            try:
+                await future
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a whole partition batch failed: its records go again, one by one
+                log.warning("delivery of %d records to %s failed (%r); sending again", len(part), topic, exc)
+                for key, value in part:
+                    await self._resend(topic, key, value)
         # Awaited one by one: deliveries complete in broker batches, so most are done by the time we get to
         # them, and awaiting a done future is far cheaper than gather's per-future bookkeeping.
         for future, topic, key, value in pending:

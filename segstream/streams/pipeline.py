@@ -199,14 +199,14 @@ class BatchProcessor:
         stage("score", t2 - t1)
         scored_at = now_iso()
         names = model.names
+        scored: list[tuple[bytes | None, bytes]] = []
         for e in fresh:
             seg = segment_of.get(e.customer_id)
             name = None if seg is None else names.get(seg, f"segment {seg}")
-            payload = scored_payload(e, seg, name, model.version, scored_at)
-            await out.send(cfg.scored_topic, e.customer_id.encode(), payload)
+            scored.append((e.customer_id.encode(), scored_payload(e, seg, name, model.version, scored_at)))
+        await out.send_many(cfg.scored_topic, scored)
         changes = [ev.change for ev in evaluations if ev.change is not None]
-        for change in changes:
-            await out.send(cfg.changes_topic, change.customer_id.encode(), change_payload(change, names))
+        await out.send_many(cfg.changes_topic, [(c.customer_id.encode(), change_payload(c, names)) for c in changes])
         t3 = clock()
         stage("send", t3 - t2)
         await out.wait_all()

@@ -1,0 +1,114 @@
+"""OutputBatch's bulk path and the worker's key partitioner."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segstream.streams.app import KeyPartitioner
+from segstream.streams.outputs import OutputBatch, Record
+
+
+class BulkFake:
+    """Hands batches out per key; the first ``fail_batches`` batch deliveries fail."""
+
+    def __init__(self, fail_batches: int = 0, refuse_bulk: bool = False) -> None:
+        self.fail_batches = fail_batches
+        self.refuse_bulk = refuse_bulk
+        self.delivered: list[tuple[str, bytes | None, bytes]] = []
+        self.single_sends = 0
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Any:
+        self.single_sends += 1
+        self.delivered.append((topic, key, value))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def send_many(self, topic: str, records: list[Record]) -> list[tuple[Any, list[Record]]]:
+        if self.refuse_bulk:
+            raise RuntimeError("buffer full")
+        out = []
+        for i in range(0, len(records), 3):  # batches of three, like per-partition batches
+            part = list(records[i : i + 3])
+            future = asyncio.get_running_loop().create_future()
+            if self.fail_batches > 0:
+                self.fail_batches -= 1
+                future.set_exception(ConnectionError("broker went away"))
+            else:
+                self.delivered.extend((topic, k, v) for k, v in part)
+                future.set_result(None)
+            out.append((future, part))
+        return out
+
+
+def _records(n: int) -> list[Record]:
+    return [(f"c{i % 4}".encode(), f"v{i}".encode()) for i in range(n)]
+
+
+def test_bulk_sends_deliver_every_record_once_and_count_them():
+    async def go() -> tuple[BulkFake, OutputBatch]:
+        fake = BulkFake()
+        out = OutputBatch(fake)
+        await out.send_many("scored", _records(10))
+        await out.send_many("changes", [])
+        await out.wait_all()
+        return fake, out
+
+    fake, out = asyncio.run(go())
+    assert [v for _, _, v in fake.delivered] == [r[1] for r in _records(10)]
+    assert fake.single_sends == 0
+    assert out.counts == {"scored": 10}
+
+
+def test_a_failed_batch_delivery_is_sent_again_record_by_record_before_wait_all_returns():
+    async def go() -> BulkFake:
+        fake = BulkFake(fail_batches=1)
+        out = OutputBatch(fake)
+        await out.send_many("scored", _records(7))
+        await out.wait_all()
+        return fake
+
+    fake = asyncio.run(go())
+    assert sorted(v for _, _, v in fake.delivered) == sorted(r[1] for r in _records(7))
+    assert fake.single_sends == 3  # the failed batch of three, resent one by one
+
+
+def test_a_refused_bulk_send_falls_back_to_single_sends():
+    async def go() -> BulkFake:
+        fake = BulkFake(refuse_bulk=True)
+        out = OutputBatch(fake)
+        await out.send_many("scored", _records(5))
+        await out.wait_all()
+        return fake
+
+    fake = asyncio.run(go())
+    assert fake.single_sends == 5
+    assert [v for _, _, v in fake.delivered] == [r[1] for r in _records(5)]
+
+
+class _Producer:
+    _partitioner = DefaultPartitioner()
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(min_size=1, max_size=40), n=st.integers(1, 64))
+def test_key_partitioner_agrees_with_aiokafkas_default_partitioner(key, n):
+    partitions = list(range(n))
+    expected = DefaultPartitioner()(key, partitions, partitions)
+    remembered = KeyPartitioner()
+    assert remembered(_Producer(), "t", key, partitions, partitions) == expected
+    assert remembered(_Producer(), "t", key, partitions, partitions) == expected  # from memory now
+
+
+def test_key_partitioner_forgets_when_full_and_keeps_answering():
+    remembered = KeyPartitioner()
+    remembered.MAX_REMEMBERED = 5
+    partitions = [0, 1, 2, 3]
+    answers = [remembered(_Producer(), "t", f"k{i}".encode(), partitions, partitions) for i in range(12)]
+    assert answers == [DefaultPartitioner()(f"k{i}".encode(), partitions, partitions) for i in range(12)]
+    assert len(remembered._known) <= 5
