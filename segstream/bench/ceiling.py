@@ -10,14 +10,13 @@ comparison. Whatever faust costs per event here is the most one worker process c
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from segstream.bench.faustapp import Counter, app_kwargs, finish, prepare_process, process_arguments, run_app
 from segstream.settings import Settings
-from segstream.streams.batching import EventBatcher, process_batches
+from segstream.streams.batching import consume_in_batches
 
 MODES = ("worker", "take", "each")
 TAKE_WITHIN_S = 0.05
@@ -37,19 +36,12 @@ def build_app(settings: Settings, group: str, expect: int, result: Path, mode: s
     @app.agent(source, name="bench-ceiling")
     async def count(stream: Any) -> None:
         if mode == "worker":
-            manual = stream.noack()
-            batcher: EventBatcher[Any] = EventBatcher(w.batch_size, 2 * w.batch_size)
 
             async def handle(events: Sequence[Any]) -> None:
                 if counter.add(len(events)):
                     finish(counter, result, extra)
 
-            runner = asyncio.ensure_future(process_batches(batcher, handle, manual))
-            try:
-                async for event in manual.events():
-                    await batcher.put(event)
-            finally:
-                runner.cancel()
+            await consume_in_batches(stream, w.batch_size, handle)
         elif mode == "take":
             async for events in stream.take_events(w.batch_size, within=TAKE_WITHIN_S):
                 if counter.add(len(events)):

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from segstream.settings import Settings
-from segstream.streams.batching import EventBatcher, process_batches
+from segstream.streams.batching import consume_in_batches
 from segstream.streams.bundle_watch import ModelHolder
 from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
 from segstream.streams.monitoring import WorkerStats, monitoring_record
@@ -229,8 +229,6 @@ def create_worker(
     @app.agent(source, name="segstream-score")
     async def score(stream: Any) -> None:
         await holder.wait_ready(BUNDLE_POLL_INTERVAL_S)
-        manual = stream.noack()  # acknowledged by process_batches, after each batch is finalized
-        batcher: EventBatcher[Any] = EventBatcher(w.batch_size, 2 * w.batch_size)
 
         async def handle(events: Sequence[Any]) -> None:
             batch = [
@@ -239,13 +237,7 @@ def create_worker(
             ]
             await _process_or_die(runtime, batch)
 
-        runner = asyncio.ensure_future(process_batches(batcher, handle, manual))
-        runner.add_done_callback(_exit_if_failed)
-        try:
-            async for event in manual.events():
-                await batcher.put(event)
-        finally:
-            runner.cancel()
+        await consume_in_batches(stream, w.batch_size, handle, on_failure=_exit_on_batch_loop_failure)
 
     @app.task
     async def start_http() -> None:
@@ -314,11 +306,9 @@ async def publish_monitoring(runtime: WorkerRuntime, producer: FaustProducer, to
     return record
 
 
-def _exit_if_failed(task: asyncio.Future[None]) -> None:
+def _exit_on_batch_loop_failure(exc: BaseException | None) -> None:
     """The batch loop only ends by cancellation; anything else would leave the worker consuming nothing."""
-    if task.cancelled():
-        return
-    log.critical("the batch loop stopped; exiting WITHOUT committing", exc_info=task.exception())
+    log.critical("the batch loop stopped; exiting WITHOUT committing", exc_info=exc)
     logging.shutdown()
     os._exit(EXIT_UNRECOVERABLE)
 

@@ -12,14 +12,15 @@ processing task takes whatever has gathered each time it is free (:func:`process
 
 Batches are processed strictly one after another, in consumption order, and a batch's events are acknowledged
 only after its handler returns, so the state and offset guarantees of one-batch-at-a-time processing hold.
-This module knows nothing of faust: anything with an awaitable ``ack(event)`` will do.
+This module knows nothing of faust: anything with an awaitable ``ack(event)`` will do, and
+:func:`consume_in_batches` takes any stream with ``noack()`` and ``events()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
@@ -84,3 +85,27 @@ async def process_batches(
         await handle(batch)
         for event in batch:
             await ack(event)
+
+
+async def consume_in_batches(
+    stream: Any,
+    max_batch: int,
+    handle: Callable[[Sequence[Any]], Awaitable[object]],
+    on_failure: Callable[[BaseException | None], None] | None = None,
+) -> None:
+    """Feed a stream's events into an :class:`EventBatcher` and process them with :func:`process_batches`.
+
+    The stream is switched to manual acknowledgement (``stream.noack()``): events are acknowledged only by
+    :func:`process_batches`, after ``handle`` returned for their batch. ``on_failure`` is called if the
+    batch loop ever ends other than by cancellation (the worker exits then, so nothing is committed).
+    """
+    manual = stream.noack()
+    batcher: EventBatcher[Any] = EventBatcher(max_batch, 2 * max_batch)
+    runner = asyncio.ensure_future(process_batches(batcher, handle, manual))
+    if on_failure is not None:
+        runner.add_done_callback(lambda task: None if task.cancelled() else on_failure(task.exception()))
+    try:
+        async for event in manual.events():
+            await batcher.put(event)
+    finally:
+        runner.cancel()
