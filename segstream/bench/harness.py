@@ -174,7 +174,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
                 from segstream.bench.rebalance import run_rebalance
 
                 results["rebalance"] = run_rebalance(
-                    ctx, lambda topic: _produce(settings, topic, workload.pairs()), config.partitions
+                    ctx, lambda topic, pairs: _produce(settings, topic, pairs), config.partitions
                 )
                 results["rebalance"]["parity"] = check_parity(
                     settings.redis.url, settings.redis.client_kwargs(), f"{run_id}:rebalance", workload

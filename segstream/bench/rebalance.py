@@ -1,11 +1,13 @@
 """Rebalances under load: parity must stay exact when a worker dies mid-stream and another one joins.
 
-Two workers share a group over the ``rebalance`` topics. Once a third of the events are processed, worker B
-is killed with SIGKILL (no clean leave: its in-flight batch is neither finalized nor committed, so the group
-hands its partitions to A after the session timeout and A sees B's uncommitted events again). Once A holds
-every partition and has processed another sixth on its own, a fresh worker B' joins (a second rebalance).
-The phase ends when the live workers hold every partition with no lag left; the caller then checks parity:
-the Redis state must equal the batch aggregates, i.e. no event lost and none folded twice.
+Two workers share a group over the ``rebalance`` topics; the first two thirds of the events are produced.
+Once a third of all events are processed, worker B is killed with SIGKILL (no clean leave: its in-flight
+batch is neither finalized nor committed, so the group hands its partitions to A after the session timeout
+and A sees B's uncommitted events again). Once A holds every partition, a fresh worker B' joins (a second
+rebalance); only when B' holds partitions is the last third produced, so both rebalances happen with work
+in flight and B' really processes some of it. The phase ends when the live workers hold every partition
+with no lag left; the caller then checks parity: the Redis state must equal the batch aggregates, i.e. no
+event lost and none folded twice.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ class _Watched:
             self.lag = {p: float(v) for p, v in _LAG.findall(text)}
 
 
-def run_rebalance(ctx: RunContext, produce: Callable[[str], float], partitions: int) -> dict[str, Any]:
+def run_rebalance(
+    ctx: RunContext, produce: Callable[[str, list[tuple[bytes, bytes]]], float], partitions: int
+) -> dict[str, Any]:
     """Kill one of two workers a third of the way through and add a new one later; wait for the drain.
 
     Returns:
@@ -71,8 +75,11 @@ def run_rebalance(ctx: RunContext, produce: Callable[[str], float], partitions: 
 
         _wait_assigned([(a.child, a.port), (b.child, b.port)], timeout=90)
         started = time.perf_counter()
+        topic = ctx.topics(tag)["TRANSACTIONS"]
+        pairs = list(ctx.workload.pairs())
+        first, rest = pairs[: 2 * n // 3], pairs[2 * n // 3 :]
         # Produced from a thread: the workers keep up with the producer, so the kill must land while it runs.
-        producer = threading.Thread(target=produce, args=(ctx.topics(tag)["TRANSACTIONS"],), daemon=True)
+        producer = threading.Thread(target=produce, args=(topic, first), daemon=True)
         producer.start()
         deadline = time.monotonic() + ctx.timeout(n) * 3 + 120
         live = [a, b]
@@ -96,11 +103,14 @@ def run_rebalance(ctx: RunContext, produce: Callable[[str], float], partitions: 
         wait_until(lambda: len(a.lag) >= partitions, "worker A taking over B's partitions")
         took_over_at = a.seen + b.seen
         ctx.say(f"rebalance: A holds every partition after {took_over_at:,.0f} events")
-        wait_until(lambda: a.seen + b.seen >= min(took_over_at + n / 6, n * 0.8), "worker A working alone")
+        producer.join(ctx.timeout(n) + 60)
+        a.poll()
         b2 = _Watched(*start_worker(ctx, "rebalance-b2", tag, group, prefix))
         live.append(b2)
         joined_at = a.seen + b.seen
         ctx.say(f"rebalance: worker B' joins after {joined_at:,.0f} events")
+        wait_until(lambda: bool(b2.lag) and len(a.lag) < partitions, "worker B' getting partitions")
+        produce(topic, rest)
 
         def drained() -> bool:
             assert b2 is not None
@@ -109,7 +119,6 @@ def run_rebalance(ctx: RunContext, produce: Callable[[str], float], partitions: 
             return len(held) >= partitions and not any(held.values()) and total >= n
 
         wait_until(drained, "draining every partition")
-        producer.join(60)
         return {
             "events": n,
             "seconds": time.perf_counter() - started,
