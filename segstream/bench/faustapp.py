@@ -1,9 +1,7 @@
 """What the bench's own faust processes (the ceiling and the naive baseline) share with the worker.
 
-They must run with the worker's settings or the ratios mean nothing: :func:`app_kwargs` repeats the
-``faust.App`` arguments of :func:`segstream.streams.app.create_worker` (the Kafka group tuning from
-settings, 5000 records per poll, the stream buffer sized from the worker batch size, 5 ms producer linger).
-If the worker's arguments change, change them here too (``settings_used`` in the bench JSON shows both).
+They must run with the worker's settings or the ratios mean nothing: :func:`app_kwargs` is the worker's
+own :func:`segstream.streams.app.faust_app_kwargs` (``settings_used`` in the bench JSON shows them).
 
 Each process reads its settings from the same ``SEGSTREAM_*`` environment the harness gives the worker,
 counts what it consumed, writes a small JSON result file and exits.
@@ -25,20 +23,9 @@ from segstream.settings import Settings
 
 def app_kwargs(settings: Settings) -> dict[str, Any]:
     """The ``faust.App`` keyword arguments the worker uses (broker, group tuning, buffers, producer)."""
-    batch = settings.worker.batch_size
-    return {
-        **settings.kafka.faust_app_kwargs(),
-        "web_enabled": False,
-        "autodiscover": False,
-        "store": "memory://",
-        "topic_partitions": settings.topics.partitions,
-        "consumer_auto_offset_reset": "earliest",
-        "broker_max_poll_records": 5000,
-        "broker_commit_interval": 1.0,
-        "stream_buffer_maxsize": max(4 * batch, 4096),
-        "producer_linger_ms": 0,
-        "producer_max_request_size": 2_000_000,
-    }
+    from segstream.streams.app import faust_app_kwargs
+
+    return faust_app_kwargs(settings)
 
 
 def described_kwargs(settings: Settings) -> dict[str, Any]:

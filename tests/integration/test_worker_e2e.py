@@ -11,11 +11,12 @@ import urllib.parse
 
 import pytest
 import redis
+from aiokafka.partitioner import DefaultPartitioner
 
 from segstream.models.bundle import current_version, promote
 from segstream.streams.replay import records_from_frame, replay
 from segstream.streams.state.keys import KeySpace
-from tests.integration.worker_support import WorkerEnv, read_topic, stop, trained, wait_until
+from tests.integration.worker_support import WorkerEnv, read_placed, read_topic, stop, trained, wait_until
 
 T0 = 1_735_689_600_000  # 2025-01-01
 
@@ -85,6 +86,15 @@ def test_replay_scores_every_event_or_dead_letters_it(live):
     for d in dead:
         assert d["topic"] == env.topics["transactions"] and isinstance(d["offset"], int)
         assert d["partition"] in (0, 1) and d["key"] == "bad-key"
+
+    # Outputs go out as per-partition record batches: each must sit where aiokafka's default partitioner
+    # puts its key (the customer id), as if it had been sent one by one.
+    for topic in ("scored", "segment_changes"):
+        placed = read_placed(env.kafka, env.topics[topic])
+        assert placed
+        for partition, key, value in placed:
+            assert key == value["customer_id"].encode()
+            assert partition == DefaultPartitioner()(key, [0, 1], [0, 1])
 
     changes = read_topic(env.kafka, env.topics["segment_changes"])
     firsts = {c["customer_id"] for c in changes if c["previous_segment"] is None}

@@ -145,6 +145,11 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
 
 def read_topic(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> list[dict[str, Any]]:
     """Every JSON record of a topic, from the beginning to its current end."""
+    return [value for _, _, value in read_placed(kafka, topic, timeout)]
+
+
+def read_placed(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> list[tuple[int, bytes | None, Any]]:
+    """Every record of a topic as (partition, key, decoded JSON value), from the beginning to its current end."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(**kafka.kafka_python_kwargs(), group_id=None, enable_auto_commit=False)
@@ -154,11 +159,11 @@ def read_topic(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> list[
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
-        out: list[dict[str, Any]] = []
+        out: list[tuple[int, bytes | None, Any]] = []
         deadline = time.monotonic() + timeout
         while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
             for messages in consumer.poll(timeout_ms=500, max_records=20000).values():
-                out += [json.loads(m.value) for m in messages]
+                out += [(m.partition, m.key, json.loads(m.value)) for m in messages]
         return out
     finally:
         consumer.close()
