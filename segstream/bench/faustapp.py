@@ -59,14 +59,10 @@ def prepare_process(args: argparse.Namespace) -> tuple[Settings, str]:
 
 def install_loop(prefer_uvloop: bool = True) -> str:
     """Set a fresh event loop (uvloop when installed and preferred); returns ``"uvloop"`` or ``"asyncio"``."""
-    if prefer_uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            asyncio.set_event_loop(uvloop.new_event_loop())
-            return "uvloop"
+    from segstream.streams.app import use_uvloop
+
+    if prefer_uvloop and use_uvloop() == "uvloop":
+        return "uvloop"
     asyncio.set_event_loop(asyncio.new_event_loop())
     return "asyncio"
 
