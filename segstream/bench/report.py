@@ -135,7 +135,9 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     if report["two_workers_eps"] is not None:
         per = ", ".join(f"{c:,.0f}" for c in two.get("per_worker_events", []))
         parity = (two.get("parity") or {}).get("exact")
-        note = f"per worker: {per}; parity {'exact' if parity else 'NOT exact' if parity is False else '-'}"
+        versus = _ratio(report["two_workers_eps"], report["throughput_eps"])
+        note = (f"{_fmt(versus, '.2f', 'x')} one worker; per worker: {per}; "
+                f"parity {'exact' if parity else 'NOT exact' if parity is False else '-'}")  # fmt: skip
         out.append(("two workers combined", _fmt(report["two_workers_eps"], unit=" ev/s"), note))
     rebalance = details.get("rebalance")
     if rebalance:
