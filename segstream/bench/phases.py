@@ -97,9 +97,9 @@ def run_counting_process(ctx: RunContext, module: str, name: str, events: int, e
     return wait_result_file(child, result, ctx.timeout(events) + 120)
 
 
-def run_ceiling(ctx: RunContext, mode: str = "worker") -> dict[str, Any]:
-    """The bare-faust agent counting every pre-loaded event."""
-    return run_counting_process(ctx, "segstream.bench.ceiling", "ceiling", len(ctx.workload), ["--mode", mode])
+def run_ceiling(ctx: RunContext, mode: str = "worker", name: str = "ceiling") -> dict[str, Any]:
+    """The bare-faust agent counting every pre-loaded event (``name`` keeps repeated runs in their own groups)."""
+    return run_counting_process(ctx, "segstream.bench.ceiling", name, len(ctx.workload), ["--mode", mode])
 
 
 def run_baseline(ctx: RunContext, events: int, budget_s: float) -> dict[str, Any]:
