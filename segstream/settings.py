@@ -121,28 +121,26 @@ class KafkaSettings(BaseSettings):
             "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None,
         }
 
-    def kafka_python_kwargs(self) -> dict[str, Any]:
-        """Connection kwargs for kafka-python's KafkaProducer, KafkaConsumer and KafkaAdminClient."""
-        kwargs: dict[str, Any] = {
+    def _connection_kwargs(self) -> dict[str, Any]:
+        """What kafka-python and aiokafka name alike: brokers, client id, protocol, timeout, SASL."""
+        return {
             "bootstrap_servers": self.bootstrap_list(),
             "client_id": self.client_id,
             "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
             **self._sasl_kwargs(),
         }
+
+    def kafka_python_kwargs(self) -> dict[str, Any]:
+        """Connection kwargs for kafka-python's KafkaProducer, KafkaConsumer and KafkaAdminClient."""
+        kwargs = self._connection_kwargs()
         if self.uses_ssl:
             kwargs.update(ssl_cafile=self.ssl_cafile, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile)
         return kwargs
 
     def aiokafka_kwargs(self) -> dict[str, Any]:
         """Connection kwargs for aiokafka's AIOKafkaProducer / AIOKafkaConsumer / AIOKafkaAdminClient."""
-        kwargs: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_list(),
-            "client_id": self.client_id,
-            "security_protocol": self.security_protocol,
-            "request_timeout_ms": self.request_timeout_ms,
-            **self._sasl_kwargs(),
-        }
+        kwargs = self._connection_kwargs()
         if self.uses_ssl:
             kwargs["ssl_context"] = self.ssl_context()
         return kwargs
