@@ -82,6 +82,15 @@ def workers() -> Iterator[list[WorkerProcess]]:
         w.stop()
 
 
+def _ready_worker(config: WorkerConfig, workers: list[WorkerProcess]) -> WorkerProcess:
+    """Start a worker (the ``workers`` fixture stops it at teardown) and wait until it is ready."""
+    worker = WorkerProcess(config)
+    workers.append(worker)
+    worker.start()
+    worker.wait_ready()
+    return worker
+
+
 def _report(name: str, **measured: Any) -> None:
     print(f"FAULT-RESULT {json.dumps({'fault': name, **measured}, default=str)}")
 
@@ -121,10 +130,7 @@ def test_sigkill_at_random_points_several_times(config: WorkerConfig, dataset: D
     records = make_records(dataset.events, shuffle_seed=3, duplicate_fraction=DUPLICATES)
     ids = dataset.event_ids
     client = redis_sync(config.redis)
-    worker = WorkerProcess(config)
-    workers.append(worker)
-    worker.start()
-    worker.wait_ready()
+    worker = _ready_worker(config, workers)
     # ~30 s of traffic: a restart takes ~6 s (imports, group join), so the kills land mid-stream.
     producer = _background_produce(records, config, rate=len(records) / 30)
     kills: list[dict[str, Any]] = []
@@ -151,10 +157,7 @@ def test_redis_restart_mid_replay_with_aof(fault_stack: EmbeddedStack, config: W
     records = make_records(dataset.events, shuffle_seed=4, duplicate_fraction=DUPLICATES)
     ids = dataset.event_ids
     client = redis_sync(config.redis)
-    worker = WorkerProcess(config)
-    workers.append(worker)
-    worker.start()
-    worker.wait_ready()
+    worker = _ready_worker(config, workers)
     producer = _background_produce(records, config, rate=600)
     wait_until(lambda: done_count(client, config.prefix, ids) > 1000, 60, what="1000 events done")
     done_before = done_count(client, config.prefix, ids)
@@ -187,10 +190,7 @@ def test_redis_unreachable_at_worker_start(fault_stack: EmbeddedStack, config: W
     produce(records, config.kafka, config.topics["transactions"])
     fault_stack.stop_service("redis")
     try:
-        worker = WorkerProcess(config)
-        workers.append(worker)
-        worker.start()
-        worker.wait_ready()
+        worker = _ready_worker(config, workers)
         first_line = wait_until(lambda: "failed (attempt" in worker.log(), 60, what="a retry log line")
         status, body = worker.http("/health")
         assert status == 503 and "state store" in body, (status, body)
@@ -218,10 +218,7 @@ def test_broker_unreachable_for_a_while(fault_stack: EmbeddedStack, config: Work
     ids = dataset.event_ids
     client = redis_sync(config.redis)
     produce(records[:half], config.kafka, config.topics["transactions"])
-    worker = WorkerProcess(config)
-    workers.append(worker)
-    worker.start()
-    worker.wait_ready()
+    worker = _ready_worker(config, workers)
     wait_until(lambda: done_count(client, config.prefix, ids) > 500, 60, what="500 events done")
     kafka_pid = fault_stack.status()["kafka"]["pid"]
     pause_s = 15.0  # longer than the 6 s session timeout: the group membership expires meanwhile
