@@ -17,6 +17,7 @@ from segstream.bench.procs import (
     Child,
     CountWindow,
     batch_profile,
+    consumer_lag,
     cpu_seconds,
     free_port,
     module_command,
@@ -188,7 +189,7 @@ def run_two_workers(ctx: RunContext, produce: Callable[[str], float]) -> dict[st
     group, prefix = f"{ctx.run_id}-two", f"{ctx.run_id}:two"
     children = [start_worker(ctx, f"worker-{i}", "two", group, prefix) for i in (1, 2)]
     try:
-        _wait_assigned(children, timeout=90)
+        wait_assigned(children, timeout=90)
         produce(ctx.topics("two")["TRANSACTIONS"])
         samplers = [Sampler(ctx, child, port) for child, port in children]
         n = len(ctx.workload)
@@ -205,7 +206,7 @@ def run_two_workers(ctx: RunContext, produce: Callable[[str], float]) -> dict[st
             child.stop()
 
 
-def _wait_assigned(children: list[tuple[Child, int]], timeout: float) -> None:
+def wait_assigned(children: list[tuple[Child, int]], timeout: float) -> None:
     """Wait until every worker reports lag gauges (it holds partitions) and the group has settled."""
     deadline = time.monotonic() + timeout
     stable_since: float | None = None
@@ -225,11 +226,5 @@ def _wait_assigned(children: list[tuple[Child, int]], timeout: float) -> None:
 
 
 def _partitions(port: int) -> str:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:  # noqa: S310
-            text = resp.read().decode()
-    except OSError:
-        return ""
-    return ",".join(sorted(ln.split("}")[0] for ln in text.splitlines() if ln.startswith("segstream_consumer_lag{")))
+    """The partitions a worker holds, as one comparable string ("" while it does not answer)."""
+    return ",".join(sorted(consumer_lag(read_metrics(port, labelled=True) or {})))

@@ -148,6 +148,14 @@ def read_metrics(port: int, timeout: float = 2.0, labelled: bool = False) -> dic
     return out
 
 
+LAG_PREFIX = 'segstream_consumer_lag{partition="'
+
+
+def consumer_lag(metrics: dict[str, float]) -> dict[str, float]:
+    """Partition -> lag from a labelled :func:`read_metrics` read (the partitions the worker holds)."""
+    return {k[len(LAG_PREFIX) : -2]: v for k, v in metrics.items() if k.startswith(LAG_PREFIX)}
+
+
 def batch_profile(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
     """Batches between two labelled ``/metrics`` reads: how many, mean size, and ms per batch in each stage."""
 

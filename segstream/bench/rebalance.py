@@ -12,33 +12,16 @@ event lost and none folded twice.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from segstream.bench.errors import BenchError
-from segstream.bench.phases import PROCESSED, RunContext, start_worker
-from segstream.bench.procs import Child
+from segstream.bench.phases import PROCESSED, RunContext, start_worker, wait_assigned
+from segstream.bench.procs import Child, consumer_lag, read_metrics
 
 DUPLICATES = "segstream_duplicates_total"
-_LAG = re.compile(r'^segstream_consumer_lag\{partition="([^"]*)"\} (\S+)$', re.M)
-
-
-def _scrape(port: int) -> str | None:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:  # noqa: S310
-            return str(resp.read().decode())
-    except OSError:
-        return None
-
-
-def _value(text: str, name: str) -> float:
-    match = re.search(rf"^{name} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
 
 
 class _Watched:
@@ -50,10 +33,10 @@ class _Watched:
         self.lag: dict[str, float] = {}
 
     def poll(self) -> None:
-        text = _scrape(self.port)
-        if text is not None:
-            self.seen = _value(text, PROCESSED) + _value(text, DUPLICATES)
-            self.lag = {p: float(v) for p, v in _LAG.findall(text)}
+        metrics = read_metrics(self.port, labelled=True)
+        if metrics is not None:
+            self.seen = metrics.get(PROCESSED, 0.0) + metrics.get(DUPLICATES, 0.0)
+            self.lag = consumer_lag(metrics)
 
 
 def run_rebalance(
@@ -71,9 +54,7 @@ def run_rebalance(
     b = _Watched(*start_worker(ctx, "rebalance-b", tag, group, prefix))
     b2: _Watched | None = None
     try:
-        from segstream.bench.phases import _wait_assigned
-
-        _wait_assigned([(a.child, a.port), (b.child, b.port)], timeout=90)
+        wait_assigned([(a.child, a.port), (b.child, b.port)], timeout=90)
         started = time.perf_counter()
         topic = ctx.topics(tag)["TRANSACTIONS"]
         pairs = list(ctx.workload.pairs())
