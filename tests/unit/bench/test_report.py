@@ -72,3 +72,13 @@ def test_write_json_round_trips(tmp_path):
 def test_print_table_renders(capsys):
     report.print_table(report.build(FULL))
     assert "worker / ceiling" in capsys.readouterr().out
+
+
+def test_the_ceiling_is_the_mean_of_the_runs_before_and_after_the_worker():
+    results = {**FULL, "ceiling_runs": [{"eps": 7000.0}, {"eps": 9000.0}]}
+    out = report.build(results)
+    assert out["faust_ceiling_eps"] == 8000.0
+    assert out["ceiling_ratio"] == pytest.approx(0.75)
+    rows = {name: (value, note) for name, value, note in report.rows(out)}
+    assert rows["bare-faust ceiling"] == ("8,000 ev/s", "mean of 7,000 (before) and 9,000 (after)")
+    assert rows["two workers combined"][1].startswith("1.50x one worker")

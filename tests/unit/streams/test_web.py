@@ -37,6 +37,8 @@ def test_health_metrics_and_customer():
     assert "segstream_events_processed_total 1" in metrics
     assert "segstream_dead_letters_total 1" in metrics and "segstream_duplicates_total 1" in metrics
     assert 'segstream_consumer_lag{partition="0"} 7' in metrics and "segstream_consumer_lag_total 7" in metrics
+    for stage in ("parse", "apply", "score", "send", "deliver", "finalize"):
+        assert f'segstream_stage_seconds_total{{stage="{stage}"}} ' in metrics, stage
     assert cs == 200
     assert doc["frequency"] == 1.0 and doc["monetary"] == 10.0 and doc["segment"] == 0
     assert doc["segment_name"] == "Active" and doc["first_purchase_at"] == doc["last_purchase_at"]
