@@ -166,11 +166,15 @@ def batch_profile(before: dict[str, float], after: dict[str, float]) -> dict[str
     events = delta("segstream_events_processed_total")
     prefix = 'segstream_stage_seconds_total{stage="'
     stages = {k[len(prefix) : -2]: delta(k) for k in after if k.startswith(prefix)}
+    gc_runs, gc_seconds = 'segstream_gc_collections_total{generation="', 'segstream_gc_seconds_total{generation="'
     return {
         "batches": batches,
         "mean_events_per_batch": events / batches if batches else None,
         "ms_per_batch": {k: 1000 * v / batches for k, v in stages.items()} if batches else {},
         "ms_per_batch_total": 1000 * delta("segstream_batch_seconds_total") / batches if batches else None,
+        # Garbage collections in the same span, per generation: each one paused the event loop.
+        "gc_collections": {k[len(gc_runs) : -2]: delta(k) for k in after if k.startswith(gc_runs)},
+        "gc_ms": {k[len(gc_seconds) : -2]: 1000 * delta(k) for k in after if k.startswith(gc_seconds)},
     }
 
 

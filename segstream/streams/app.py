@@ -32,6 +32,7 @@ from segstream.settings import Settings
 from segstream.streams.batching import consume_in_batches
 from segstream.streams.bundle_watch import ModelHolder
 from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
+from segstream.streams.heap import settle_heap
 from segstream.streams.monitoring import WorkerStats, monitoring_record
 from segstream.streams.outputs import OutputBatch, Record, dumps
 from segstream.streams.pipeline import BatchProcessor, PipelineConfig, RawRecord
@@ -240,6 +241,8 @@ def create_worker(
     @app.agent(source, name="segstream-score")
     async def score(stream: Any) -> None:
         await holder.wait_ready(BUNDLE_POLL_INTERVAL_S)
+        settle_heap()  # the libraries and the model are loaded: keep full collections off them
+        stats.gc.install()
 
         async def handle(events: Sequence[Any]) -> None:
             batch = [
@@ -248,7 +251,10 @@ def create_worker(
             ]
             await _process_or_die(runtime, batch)
 
-        await consume_in_batches(stream, w.batch_size, handle, on_failure=_exit_on_batch_loop_failure)
+        try:
+            await consume_in_batches(stream, w.batch_size, handle, on_failure=_exit_on_batch_loop_failure)
+        finally:
+            stats.gc.uninstall()
 
     @app.task
     async def start_http() -> None:
@@ -261,7 +267,8 @@ def create_worker(
     @app.timer(BUNDLE_POLL_INTERVAL_S)
     async def poll_bundle() -> None:
         try:
-            await holder.poll_async()
+            if await holder.poll_async() == "swapped":
+                settle_heap()
         except Exception:  # the watcher must survive anything the filesystem throws at it
             log.exception("model bundle poll failed; keeping the active model")
 

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from segstream.streams.heap import GcPauses
+
 PSI_EPSILON = 1e-4
 
 
@@ -80,6 +82,7 @@ class WorkerStats:
     # (topic, partition) -> the last offset finalized
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     mix: SegmentMix = field(default_factory=SegmentMix)
+    gc: GcPauses = field(default_factory=GcPauses)  # timed only once installed (the worker does)
     _last_time: float = field(default_factory=time.monotonic)
     _last_processed: int = 0
 

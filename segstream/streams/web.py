@@ -60,6 +60,20 @@ def metrics_text(ctx: WebContext) -> str:
         "Time spent per pipeline stage (parse, apply, score, send, deliver, finalize).",
         [(f'{{stage="{_escape(k)}"}}', v) for k, v in sorted(s.stage_seconds.items())],
     )
+    gens = range(len(s.gc.collections))
+    metric(
+        "segstream_gc_collections_total",
+        "counter",
+        "Python garbage collections per generation (each one pauses the event loop).",
+        [(f'{{generation="{g}"}}', s.gc.collections[g]) for g in gens],
+    )
+    metric(
+        "segstream_gc_seconds_total",
+        "counter",
+        "Time the event loop was paused by garbage collection, per generation.",
+        [(f'{{generation="{g}"}}', s.gc.seconds[g]) for g in gens],
+    )
+    metric("segstream_gc_longest_seconds", "gauge", "The longest single garbage collection.", [("", s.gc.longest_s)])
     metric("segstream_forecast_refreshes_total", "counter", "Forecast refreshes.", [("", s.forecast_refreshes)])
     lag = ctx.lag() or {}
     metric(

@@ -13,6 +13,7 @@ from segstream.bench.errors import BenchError
 from segstream.bench.procs import (
     Child,
     CountWindow,
+    batch_profile,
     cpu_seconds,
     free_port,
     read_metrics,
@@ -70,6 +71,21 @@ def test_read_metrics_keeps_unlabelled_samples():
         server.shutdown()
         server.server_close()
     assert out == {"segstream_events_processed_total": 1234.0, "segstream_batch_seconds_total": 1.5}
+
+
+def test_batch_profile_is_the_difference_of_two_reads_per_batch():
+    before = {"segstream_batches_total": 10.0, "segstream_events_processed_total": 1000.0,
+              "segstream_batch_seconds_total": 1.0, 'segstream_stage_seconds_total{stage="apply"}': 0.5,
+              'segstream_gc_collections_total{generation="2"}': 3.0,
+              'segstream_gc_seconds_total{generation="2"}': 0.3}  # fmt: skip
+    after = {"segstream_batches_total": 30.0, "segstream_events_processed_total": 5000.0,
+             "segstream_batch_seconds_total": 2.0, 'segstream_stage_seconds_total{stage="apply"}': 0.9,
+             'segstream_gc_collections_total{generation="2"}': 5.0,
+             'segstream_gc_seconds_total{generation="2"}': 0.32}  # fmt: skip
+    out = batch_profile(before, after)
+    assert out["batches"] == 20 and out["mean_events_per_batch"] == 200
+    assert out["ms_per_batch"]["apply"] == pytest.approx(20.0) and out["ms_per_batch_total"] == pytest.approx(50.0)
+    assert out["gc_collections"] == {"2": 2.0} and out["gc_ms"]["2"] == pytest.approx(20.0)
 
 
 def test_read_metrics_of_nothing_is_none():

@@ -39,6 +39,10 @@ def test_health_metrics_and_customer():
     assert 'segstream_consumer_lag{partition="0"} 7' in metrics and "segstream_consumer_lag_total 7" in metrics
     for stage in ("parse", "apply", "score", "send", "deliver", "finalize"):
         assert f'segstream_stage_seconds_total{{stage="{stage}"}} ' in metrics, stage
+    for generation in (0, 1, 2):
+        assert f'segstream_gc_collections_total{{generation="{generation}"}} ' in metrics
+        assert f'segstream_gc_seconds_total{{generation="{generation}"}} ' in metrics
+    assert "segstream_gc_longest_seconds " in metrics
     assert cs == 200
     assert doc["frequency"] == 1.0 and doc["monetary"] == 10.0 and doc["segment"] == 0
     assert doc["segment_name"] == "Active" and doc["first_purchase_at"] == doc["last_purchase_at"]

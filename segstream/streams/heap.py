@@ -1,0 +1,67 @@
+"""The worker's heap and Python's cyclic garbage collector: fewer long pauses, and pauses made visible.
+
+Measured in the bench worker: with the libraries and the model loaded (~170k objects), one full (gen 2)
+collection stopped the event loop for 90-140 ms, and a 100k-event run had eight of them, about 1 s in
+all. Every event in flight waits for such a pause, so they set the tail of produce -> scored latency.
+
+:func:`settle_heap` moves what is alive once the model is loaded into the collector's permanent
+generation (:func:`gc.freeze`): those objects are never traversed again, and a full collection only walks
+what the worker allocated since. Measured the same way: full collections then took ~5 ms each.
+:class:`GcPauses` times every collection so ``/metrics`` shows what is left.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def settle_heap() -> None:
+    """Collect everything once, then freeze the survivors out of future collections.
+
+    Call it after work that leaves many long-lived objects: start-up with the first model, and each model
+    swap. Frozen objects are still freed by reference counting when dropped; unfreezing first lets this
+    full collection also reclaim cycles among objects frozen last time (say, the previous model's).
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+@dataclass
+class GcPauses:
+    """Counts and times garbage collections per generation through :data:`gc.callbacks`.
+
+    Attributes:
+        collections: Collections per generation (0, 1, 2).
+        seconds: Time spent collecting per generation.
+        longest_s: The longest single collection.
+    """
+
+    collections: list[int] = field(default_factory=lambda: [0, 0, 0])
+    seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    longest_s: float = 0.0
+    _started: float = 0.0
+
+    def install(self) -> GcPauses:
+        """Start timing collections (idempotent)."""
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
+        return self
+
+    def uninstall(self) -> None:
+        """Stop timing collections."""
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        generation = min(int(info.get("generation", 2)), 2)
+        self.collections[generation] += 1
+        self.seconds[generation] += took
+        self.longest_s = max(self.longest_s, took)
