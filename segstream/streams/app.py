@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from segstream.settings import Settings
 from segstream.streams.batching import consume_in_batches
@@ -244,12 +244,12 @@ def create_worker(
         settle_heap()  # the libraries and the model are loaded: keep full collections off them
         stats.gc.install()
 
-        async def handle(events: Sequence[Any]) -> None:
+        async def handle(events: Sequence[Any]) -> Awaitable[None]:
             batch = [
                 RawRecord(e.message.value, e.message.key, e.message.topic, e.message.partition, e.message.offset)
                 for e in events
             ]
-            await _process_or_die(runtime, batch)
+            return await _start_or_die(runtime, batch)
 
         try:
             await consume_in_batches(stream, w.batch_size, handle, on_failure=_exit_on_batch_loop_failure)
@@ -276,7 +276,7 @@ def create_worker(
     async def sweep() -> None:
         if holder.active is None:
             return
-        await sweep_once(store, holder.active, producer, config, lock=lock, stats=stats)
+        await sweep_once(store, holder.active, producer, config, lock=runtime.processor.exclusive, stats=stats)
 
     @app.timer(w.monitoring_interval_s)
     async def monitor() -> None:
@@ -331,21 +331,36 @@ def _exit_on_batch_loop_failure(exc: BaseException | None) -> None:
     os._exit(EXIT_UNRECOVERABLE)
 
 
-async def _process_or_die(runtime: WorkerRuntime, batch: list[RawRecord]) -> None:
+async def _start_or_die(runtime: WorkerRuntime, batch: list[RawRecord]) -> Awaitable[None]:
+    """Start a batch; the returned task finishes it. Any failure in either phase ends the process."""
     try:
-        await runtime.processor.process(batch)
+        finishing = await runtime.processor.start(batch)
     except asyncio.CancelledError:
         raise
     except BaseException:
-        first, last = batch[0], batch[-1]
-        log.critical(
-            "unrecoverable error processing %d events (%s[%d]@%d .. %s[%d]@%d); exiting WITHOUT committing "
-            "so they are processed again after a restart",
-            len(batch), first.topic, first.partition, first.offset, last.topic, last.partition, last.offset,
-            exc_info=True,
-        )  # fmt: skip
-        logging.shutdown()
-        os._exit(EXIT_UNRECOVERABLE)
+        _die(batch)
+    return asyncio.ensure_future(_finish_or_die(finishing, batch))
+
+
+async def _finish_or_die(finishing: Awaitable[Any], batch: list[RawRecord]) -> None:
+    try:
+        await finishing
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        _die(batch)
+
+
+def _die(batch: list[RawRecord]) -> NoReturn:
+    first, last = batch[0], batch[-1]
+    log.critical(
+        "unrecoverable error processing %d events (%s[%d]@%d .. %s[%d]@%d); exiting WITHOUT committing "
+        "so they are processed again after a restart",
+        len(batch), first.topic, first.partition, first.offset, last.topic, last.partition, last.offset,
+        exc_info=True,
+    )  # fmt: skip
+    logging.shutdown()
+    os._exit(EXIT_UNRECOVERABLE)
 
 
 def run_worker(app: Any, loglevel: str = "info") -> None:

@@ -14,6 +14,11 @@ Order (what makes state exactly-once and outputs at-least-once):
 5. ``store.finalize``: one round trip writes segments, changes and daily sales and marks the events done;
 6. return: the caller (the faust agent) acknowledges the batch's offsets only now.
 
+Steps 1-4 (up to starting the sends) are the first phase, :meth:`BatchProcessor.start`; the wait for the
+deliveries and step 5 run in a task, and the next batch's first phase may run meanwhile (its Redis and
+scoring work overlaps the previous batch's waits). Finalizes still run one at a time in batch order, and a
+batch reads the segment records of batches not yet finalized from memory, not from the store.
+
 A crash between 2 and 5 leaves events APPLIED: redelivered, they are not folded again but are scored and
 emitted again. If Redis is unreachable, steps 2 and 5 back off and retry; nothing is acknowledged meanwhile.
 This module knows nothing about faust: it takes a :class:`~segstream.streams.state.base.StateStore` and a
@@ -43,7 +48,7 @@ from segstream.streams.outputs import (
     scored_payload,
 )
 from segstream.streams.retry import retry_transient
-from segstream.streams.state.base import Delivery, Finalization, StateStore
+from segstream.streams.state.base import CustomerView, Delivery, Finalization, SegmentRecord, StateStore
 
 log = logging.getLogger("segstream.worker")
 
@@ -98,7 +103,14 @@ class BatchResult:
 
 
 class BatchProcessor:
-    """Processes micro-batches against a state store and a producer."""
+    """Processes micro-batches against a state store and a producer.
+
+    A batch runs in two phases. :meth:`start` parses, folds the batch into the store, scores and starts the
+    sends; the returned task then waits for the deliveries and finalizes. The next batch may start while
+    that task runs: only one finalize runs at a time, in batch order, and segment records a batch decided but
+    has not finalized yet are kept here (``_unfinalized``) and take the place of the stored ones the next
+    batch reads, so hysteresis and ``previous_segment`` see every earlier batch.
+    """
 
     def __init__(
         self,
@@ -114,8 +126,11 @@ class BatchProcessor:
         self.models = models
         self.config = config or PipelineConfig()
         self.stats = stats or WorkerStats()
-        # Shared with the inactivity sweep: both read-modify-write segment records.
+        # Held by a batch's first phase; the inactivity sweep takes it through ``exclusive``.
         self.lock = lock or asyncio.Lock()
+        self.exclusive = _Exclusive(self)
+        self._unfinalized: dict[str, SegmentRecord] = {}
+        self._finishing: asyncio.Task[BatchResult] | None = None
 
     async def process(self, records: Sequence[RawRecord]) -> BatchResult:
         """Process one batch; when this returns, its state is written and its outputs delivered.
@@ -124,12 +139,19 @@ class BatchProcessor:
             NoModelError: No model is loaded (the caller waits for one before consuming).
             Exception: A non-transient store failure; the caller must stop without acknowledging.
         """
+        return await (await self.start(records))
+
+    async def start(self, records: Sequence[RawRecord]) -> asyncio.Task[BatchResult]:
+        """Run a batch's first phase; return the task that delivers and finalizes it (after the previous one).
+
+        The batch may be acknowledged once the task has returned. Raises like :meth:`process`, from here or
+        from the task.
+        """
         started = time.perf_counter()
         cfg = self.config
         model = self.models.require()  # one model for the whole batch, even if a swap lands meanwhile
         out = OutputBatch(self.producer)
         result = BatchResult(events=len(records))
-        stage = self.stats.add_stage
         events: list[Event] = []
         for rec in records:
             try:
@@ -144,26 +166,25 @@ class BatchProcessor:
                 await out.send(cfg.dead_letters_topic, rec.key, payload)
                 result.dead_letters += 1
         result.model_version = model.version
-        stage("parse", time.perf_counter() - started)
+        self.stats.add_stage("parse", time.perf_counter() - started)
+        finalization = None
         async with self.lock:
             if events:
-                await self._score_and_emit(events, model, out, result)
-            else:
-                await out.wait_all()
-        for rec in records:
-            self.stats.note_offsets(rec.topic, rec.partition, rec.offset)
-        result.seconds = time.perf_counter() - started
-        self.stats.batches += 1
-        self.stats.processed += result.scored
-        self.stats.dead_letters += result.dead_letters
-        self.stats.duplicates += result.duplicates
-        self.stats.changes += result.changes
-        self.stats.batch_seconds += result.seconds
-        return result
+                finalization = await self._apply_score_send(events, model, out, result)
+            previous = self._finishing
+            finishing = asyncio.ensure_future(self._finish(records, out, finalization, result, started, previous))
+            self._finishing = finishing
+        return finishing
 
-    async def _score_and_emit(
+    async def drain(self) -> None:
+        """Wait until every started batch has finalized (or failed: the batch loop reports that)."""
+        finishing = self._finishing
+        if finishing is not None and not finishing.done():
+            await asyncio.wait([finishing])
+
+    async def _apply_score_send(
         self, events: list[Event], model: ActiveModel, out: OutputBatch, result: BatchResult
-    ) -> None:
+    ) -> Finalization:
         cfg = self.config
         stage, clock = self.stats.add_stage, time.perf_counter
         t0 = clock()
@@ -182,6 +203,11 @@ class BatchProcessor:
         t1 = clock()
         stage("apply", t1 - t0)
         views = {cid: applied.customers[cid] for cid in triggers if cid in applied.customers}
+        unfinalized = self._unfinalized
+        for cid, view in views.items():
+            record = unfinalized.get(cid)
+            if record is not None:  # decided by the batch still finalizing: newer than the stored record
+                views[cid] = CustomerView(cid, view.aggregates, record)
         evaluations = evaluate(
             views,
             model,
@@ -194,6 +220,7 @@ class BatchProcessor:
         segment_of: dict[str, int | None] = {cid: v.segment.segment for cid, v in views.items()}
         for ev in evaluations:
             segment_of[ev.customer_id] = ev.record.segment
+            unfinalized[ev.customer_id] = ev.record
             self.stats.mix.observe(ev.customer_id, ev.record.segment if ev.record.segment is not None else -1)
         t2 = clock()
         stage("score", t2 - t1)
@@ -207,12 +234,11 @@ class BatchProcessor:
         await out.send_many(cfg.scored_topic, scored)
         changes = [ev.change for ev in evaluations if ev.change is not None]
         await out.send_many(cfg.changes_topic, [(c.customer_id.encode(), change_payload(c, names)) for c in changes])
-        t3 = clock()
-        stage("send", t3 - t2)
-        await out.wait_all()
-        t4 = clock()
-        stage("deliver", t4 - t3)
-        batch = Finalization(
+        stage("send", clock() - t2)
+        result.scored = len(fresh)
+        result.changes = len(changes)
+        result.change_records = [c.history_entry() for c in changes]
+        return Finalization(
             segments={ev.customer_id: ev.record for ev in evaluations},
             changes=changes,
             sales=[
@@ -222,11 +248,63 @@ class BatchProcessor:
             done_event_ids=[e.event_id for e in fresh],
             next_check_ms={ev.customer_id: ev.next_check_ms for ev in evaluations},
         )
-        await retry_transient(lambda: self.store.finalize(batch), f"finalize a batch of {len(fresh)} events")
-        stage("finalize", clock() - t4)
-        result.scored = len(fresh)
-        result.changes = len(changes)
-        result.change_records = [c.history_entry() for c in changes]
+
+    async def _finish(
+        self,
+        records: Sequence[RawRecord],
+        out: OutputBatch,
+        batch: Finalization | None,
+        result: BatchResult,
+        started: float,
+        previous: asyncio.Task[BatchResult] | None,
+    ) -> BatchResult:
+        stage, clock = self.stats.add_stage, time.perf_counter
+        t0 = clock()
+        await out.wait_all()
+        stage("deliver", clock() - t0)
+        if previous is not None:
+            await previous  # finalizes go in batch order; a failure before this one fails this one too
+        if batch is not None:
+            t1 = clock()
+            await retry_transient(
+                lambda: self.store.finalize(batch), f"finalize a batch of {len(batch.done_event_ids)} events"
+            )
+            stage("finalize", clock() - t1)
+            for cid, record in batch.segments.items():
+                if self._unfinalized.get(cid) is record:  # a later batch may have decided again meanwhile
+                    del self._unfinalized[cid]
+        for rec in records:
+            self.stats.note_offsets(rec.topic, rec.partition, rec.offset)
+        result.seconds = clock() - started
+        self.stats.batches += 1
+        self.stats.processed += result.scored
+        self.stats.dead_letters += result.dead_letters
+        self.stats.duplicates += result.duplicates
+        self.stats.changes += result.changes
+        self.stats.batch_seconds += result.seconds
+        return result
+
+
+class _Exclusive:
+    """``async with processor.exclusive``: the batch lock, once every started batch has finalized.
+
+    The inactivity sweep reads and writes segment records straight from the store, so no batch may be
+    between its first phase and its finalize meanwhile.
+    """
+
+    def __init__(self, processor: BatchProcessor) -> None:
+        self._processor = processor
+
+    async def __aenter__(self) -> None:
+        await self._processor.lock.acquire()
+        try:
+            await self._processor.drain()
+        except BaseException:
+            self._processor.lock.release()
+            raise
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._processor.lock.release()
 
 
 def _sales_segment(segment: int | None) -> int:

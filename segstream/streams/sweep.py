@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from segstream.streams.bundle_watch import ActiveModel
 from segstream.streams.evaluate import days_to_ms, evaluate
@@ -89,7 +91,7 @@ async def sweep_once(
     producer: Producer,
     config: PipelineConfig,
     *,
-    lock: asyncio.Lock,
+    lock: AbstractAsyncContextManager[Any],
     stats: WorkerStats | None = None,
     page_size: int = 250,
     max_pages: int = 400,

@@ -342,3 +342,97 @@ def test_max_buffered_below_max_batch_is_raised_and_still_bounds_the_buffer():
         assert await batcher.next_batch() == [3]
 
     run(go())
+
+
+# -- two-phase handlers: the next batch's first phase overlaps the previous batch's second --------------------------
+
+
+def test_a_second_phase_overlaps_the_next_first_phase_and_acks_wait_for_it_in_order():
+    async def go():
+        batcher: EventBatcher[int] = EventBatcher(2, 8)
+        log: list[tuple] = []
+        acker = RecordingAcker(log, 6)
+        gates: list[asyncio.Event] = []
+
+        async def second_phase(k: int, gate: asyncio.Event) -> None:
+            await gate.wait()
+            log.append(("finished", k))
+
+        async def handle(batch):
+            k = len(gates)
+            log.append(("start", k))
+            gates.append(asyncio.Event())
+            return asyncio.ensure_future(second_phase(k, gates[k]))
+
+        for i in range(6):
+            await batcher.put(i)
+        consumer = asyncio.create_task(process_batches(batcher, handle, acker))
+        await spin()
+        # batch 1 started while batch 0 is unfinished, but batch 2 waits for batch 0
+        assert log == [("start", 0), ("start", 1)] and acker.acked == []
+        gates[1].set()
+        await spin()
+        assert acker.acked == []  # batch 1 is done, but batch 0 is not: nothing is acknowledged out of order
+        gates[0].set()
+        await spin()
+        assert acker.acked == [0, 1, 2, 3] and ("start", 2) in log
+        gates[2].set()
+        await acker.done.wait()
+        await stop(consumer)
+        return log, acker.acked
+
+    log, acked = run(go())
+    assert acked == list(range(6))
+    assert log.index(("finished", 0)) < log.index(("ack", 0)) and log.index(("finished", 1)) < log.index(("ack", 2))
+
+
+def test_a_failed_second_phase_ends_the_loop_even_with_no_new_batch_and_nothing_of_it_is_acked():
+    async def go():
+        batcher: EventBatcher[int] = EventBatcher(5)
+        log: list[tuple] = []
+        acker = RecordingAcker(log, 99)
+        failing = asyncio.Event()
+
+        async def second_phase() -> None:
+            await failing.wait()
+            raise RuntimeError("finalize failed")
+
+        async def handle(batch):
+            return asyncio.ensure_future(second_phase())
+
+        await batcher.put(1)
+        consumer = asyncio.create_task(process_batches(batcher, handle, acker))
+        await spin()
+        failing.set()
+        with pytest.raises(RuntimeError, match="finalize failed"):
+            await consumer
+        return acker.acked
+
+    assert run(go()) == []
+
+
+def test_with_less_than_half_a_batch_waiting_the_next_batch_waits_for_the_previous_to_finish():
+    async def go():
+        batcher: EventBatcher[int] = EventBatcher(4, 8)
+        log: list[tuple] = []
+        acker = RecordingAcker(log, 5)
+        gate = asyncio.Event()
+
+        async def handle(batch):
+            log.append(("start", list(batch)))
+            return asyncio.ensure_future(gate.wait())
+
+        for i in range(5):
+            await batcher.put(i)
+        consumer = asyncio.create_task(process_batches(batcher, handle, acker))
+        await spin()
+        assert log == [("start", [0, 1, 2, 3])]  # one event waiting is not worth a batch of its own yet
+        await batcher.put(5)  # two waiting: half a batch
+        await spin()
+        assert log[-1] == ("start", [4, 5]) and acker.acked == []
+        gate.set()
+        await acker.done.wait()
+        await stop(consumer)
+        return acker.acked
+
+    assert run(go())[:4] == [0, 1, 2, 3]

@@ -8,6 +8,8 @@ import math
 
 import pytest
 import redis.exceptions
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from segstream.models.events import parse_event
 from segstream.models.features import DAY_MS, FEATURE_NAMES
@@ -225,3 +227,75 @@ def test_a_return_after_a_long_silence_rescores_as_of_the_watermark():
 
 async def _no_sleep(_delay):
     return None
+
+
+# -- batches in flight together: the next batch starts while the previous one still finalizes ----------------------
+
+
+def _decisions(proc, store, customers):
+    async def go():
+        views = await store.view(customers)
+        return {cid: (v.segment.segment, v.segment.pending, v.segment.pending_count) for cid, v in views.items()}
+
+    return go()
+
+
+def _outcome(proc):
+    scored = [(s["event_id"], s["segment"]) for s in proc.producer.values("transactions.scored")]
+    changes = [(c["customer_id"], c["previous_segment"], c["segment"], c["event_id"])
+               for c in proc.producer.values("segment-changes")]  # fmt: skip
+    return scored, changes
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 80)), min_size=1, max_size=4),
+        min_size=1,
+        max_size=8,
+    ),
+    hold=st.integers(1, 3),
+)
+def test_starting_batches_before_the_previous_finalized_decides_exactly_as_one_at_a_time(batches, hold):
+    """Hysteresis and previous segments must see batches that are decided but not yet finalized."""
+    day = 0
+    values = []
+    for b, batch in enumerate(batches):
+        row = []
+        for i, (cid, gap) in enumerate(batch):
+            day += gap
+            row.append(event(f"e{b}-{i}", cid, day))
+        values.append(row)
+
+    async def one_at_a_time():
+        proc = processor(hysteresis=hold)
+        for row in values:
+            await proc.process(records(*row))
+        return _outcome(proc), await _decisions(proc, proc.store, ["a", "b", "c"])
+
+    async def all_in_flight():
+        proc = processor(hysteresis=hold)
+        finishing = [await proc.start(records(*row)) for row in values]  # none awaited yet
+        assert proc._unfinalized  # decided, not finalized: the next batches read these
+        results = [await f for f in finishing]
+        assert not proc._unfinalized
+        assert [r.scored for r in results] == [len(row) for row in values]
+        return _outcome(proc), await _decisions(proc, proc.store, ["a", "b", "c"])
+
+    assert run(all_in_flight()) == run(one_at_a_time())
+
+
+def test_exclusive_waits_for_every_started_batch_to_finalize():
+    async def go():
+        proc = processor()
+        finishing = await proc.start(records(event("x1", "alice", 0)))
+        assert not finishing.done()
+        async with proc.exclusive:
+            assert finishing.done()
+            assert (await proc.store.view(["alice"]))["alice"].segment.segment == ACTIVE
+            started = asyncio.ensure_future(proc.start(records(event("x2", "alice", 1))))
+            await asyncio.sleep(0)
+            assert not started.done()  # a new batch waits for the lock
+        await (await started)
+
+    run(go())
