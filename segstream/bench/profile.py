@@ -38,7 +38,8 @@ _BUCKETS: tuple[tuple[str, str], ...] = (
 )
 # Inclusive shares: a sample counts for a stage when any frame of its stack is this function.
 _STAGES: dict[str, tuple[str, str]] = {
-    "BatchProcessor.process (whole batch)": ("process", "segstream/streams/pipeline.py"),
+    "BatchProcessor.start (first phase: parse, apply, score, send)": ("start", "segstream/streams/pipeline.py"),
+    "BatchProcessor._finish (second phase: deliveries, finalize)": ("_finish", "segstream/streams/pipeline.py"),
     "parse_event": ("parse_event", "segstream/models/events.py"),
     "store.apply (Redis round trip)": ("apply", "segstream/streams/state/redis_store.py"),
     "store.finalize (Redis round trip)": ("finalize", "segstream/streams/state/redis_store.py"),

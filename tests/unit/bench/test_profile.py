@@ -7,7 +7,7 @@ import pytest
 from segstream.bench.profile import summarise
 
 ROOT = "<module> (segstream:6);run_worker (segstream/streams/app.py:262)"
-PROCESS = f"{ROOT};BatchProcessor.process (/work/segstream/streams/pipeline.py:145)"
+PROCESS = f"{ROOT};BatchProcessor.start (/work/segstream/streams/pipeline.py:145)"
 COLLAPSED = "\n".join([
     f"{PROCESS};parse_event (/work/segstream/models/events.py:70);loads (/usr/lib/python3.11/json/__init__.py:346) 30",
     f"{PROCESS};RedisStateStore.apply (segstream/streams/state/redis_store.py:50) 20",
@@ -28,7 +28,7 @@ def test_shares_by_package_function_and_stage():
     top = out["top_functions"][0]
     assert top == {"name": "_fetcher (transport/consumer.py)", "percent": pytest.approx(40)}
     stages = {row["name"]: row["percent"] for row in out["stages_inclusive"]}
-    assert stages["BatchProcessor.process (whole batch)"] == pytest.approx(50)
+    assert stages["BatchProcessor.start (first phase: parse, apply, score, send)"] == pytest.approx(50)
     assert stages["parse_event"] == pytest.approx(30)
     assert stages["store.apply (Redis round trip)"] == pytest.approx(20)
 
