@@ -19,8 +19,13 @@ import orjson
 from segstream.bench.workload import Workload, follow_up_record
 from segstream.settings import KafkaSettings
 
-# The generator sends what is due every 5 ms: the linger of Apache Kafka 4.0's producer by default.
-SEND_TICK_S = 0.005
+# The generator sends what is due every 20 ms, like a producer with a 20 ms linger (each event's latency counts
+# from when it was due, so the wait is included). Why not 5 ms: the embedded Tansu 0.6.0 broker (memory
+# storage) spends CPU on every request in proportion to the record batches a partition holds. Measured alone
+# with one consumer at 3,500 events/s: a 5 ms linger grew the broker from 38% to 97% of a core in 36 s, a 50 ms
+# linger held it at 13-17%. In the bench, 5 ms ticks took it from ~28% to ~60% within the 10 s phase, on the
+# worker's two cores, and p99 was 290-480 ms; with 20 ms ticks it stayed at 27-39% and p99 was 205 ms.
+SEND_TICK_S = 0.020
 
 
 def percentiles(latencies_ms: list[float]) -> dict[str, float | None]:

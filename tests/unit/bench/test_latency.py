@@ -1,0 +1,92 @@
+"""The latency phase's load generator: every event once, in ticks, on its key's partition, stamped when due."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+from aiokafka.partitioner import DefaultPartitioner
+
+from segstream.bench.latency import SEND_TICK_S, _offer, percentiles
+from segstream.bench.workload import Workload
+
+
+class _Batch:
+    def __init__(self, room: int) -> None:
+        self.records: list[tuple[bytes, bytes]] = []
+        self._room = room
+
+    def append(self, *, key: bytes, value: bytes, timestamp: None) -> object | None:
+        if len(self.records) >= self._room:
+            return None
+        self.records.append((key, value))
+        return object()
+
+
+class _Producer:
+    """Records every batch shipped, with its partition and when it was shipped."""
+
+    def __init__(self, room: int = 3) -> None:
+        self.shipped: list[tuple[int, float, list[tuple[bytes, bytes]]]] = []
+        self._room = room
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2, 3}
+
+    def create_batch(self) -> _Batch:
+        return _Batch(self._room)
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future[None]:
+        self.shipped.append((partition, time.time_ns(), list(batch.records)))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def _workload() -> Workload:
+    records = [{"event_id": f"w{i}", "customer_id": f"C{i % 7}", "timestamp": 1_735_689_600_000 + i, "amount": 1.0}
+               for i in range(20)]  # fmt: skip
+    return Workload(records, [r["customer_id"].encode() for r in records], [], 7, 0.0)
+
+
+def test_offer_sends_each_event_once_on_its_partition_stamped_with_when_it_was_due():
+    producer, sent_at, rate, total = _Producer(), {}, 2000.0, 300
+
+    async def go():
+        started = time.perf_counter()
+        return await _offer(producer, "in", _workload(), rate, total, "run", sent_at, started), started
+
+    futures, _ = asyncio.run(go())
+    assert len(futures) == len(producer.shipped)
+    values = [orjson.loads(v) for _, _, batch in producer.shipped for _, v in batch]
+    assert sorted(sent_at.values()) == list(range(total))
+    assert sorted(v["event_id"] for v in values) == sorted(f"run-lat-{i}" for i in range(total))
+    partition_of = DefaultPartitioner()
+    for partition, shipped_ns, batch in producer.shipped:
+        assert 1 <= len(batch) <= 3  # a full batch is shipped and another started
+        for key, value in batch:
+            assert partition == partition_of(key, [0, 1, 2, 3], [0, 1, 2, 3])
+            assert orjson.loads(value)["bench_sent_ns"] <= shipped_ns  # due before (or when) its tick sent it
+    by_id = {v["event_id"]: v["bench_sent_ns"] for v in values}
+    stamps = [by_id[f"run-lat-{i}"] for i in range(total)]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert all(abs(g - 1e9 / rate) <= 1 for g in gaps)  # due times follow the offered rate exactly
+
+
+def test_offer_ships_one_batch_per_partition_per_tick():
+    producer, rate, total = _Producer(room=10_000), 2000.0, 300
+
+    async def go():
+        await _offer(producer, "in", _workload(), rate, total, "run", {}, time.perf_counter())
+
+    asyncio.run(go())
+    ticks = total / rate / SEND_TICK_S + 2  # the first event goes at once; allow one late tick
+    assert sum(len(batch) for _, _, batch in producer.shipped) == total
+    assert len(producer.shipped) <= 4 * ticks  # not one request per event
+
+
+def test_percentiles_of_nothing_and_of_samples():
+    assert percentiles([]) == {"p50": None, "p95": None, "p99": None, "max": None}
+    out = percentiles([float(i) for i in range(1, 101)])
+    assert out["max"] == 100.0 and 50 <= out["p50"] <= 51 and 99 <= out["p99"] <= 100
