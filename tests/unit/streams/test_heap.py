@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from segstream.streams.heap import GcPauses, settle_heap
+from segstream.streams.heap import COLLECTOR_THRESHOLDS, GcPauses, settle_heap
 
 
 def test_pauses_are_counted_per_generation_and_stop_when_uninstalled():
@@ -27,11 +27,13 @@ def test_settle_heap_freezes_what_is_alive_and_the_next_call_reclaims_frozen_cyc
         def __init__(self) -> None:
             self.me = self  # a cycle: only the collector can free it
 
+    thresholds = gc.get_threshold()
     try:
         node = Node()
         alive = weakref.ref(node)
         settle_heap()
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == COLLECTOR_THRESHOLDS
         del node
         gc.collect()
         assert alive() is not None  # frozen: ordinary collections leave it alone
@@ -39,3 +41,4 @@ def test_settle_heap_freezes_what_is_alive_and_the_next_call_reclaims_frozen_cyc
         assert alive() is None
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
