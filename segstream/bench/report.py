@@ -133,7 +133,8 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("naive baseline", _fmt(report["baseline_eps"], unit=" ev/s"), ""),
         ("speedup vs naive", _fmt(report["speedup"], ".1f", "x"), f">= {TARGETS['speedup']:.0f}x"),
         ("latency offered rate", _fmt(lat_detail.get("offered_rate_eps"), unit=" ev/s"),
-         "half throughput" + (f"; load generator {lat_detail['load_generator_cpu_percent']:.0f}% CPU"
+         ("fixed (--latency-rate)" if (details.get("config") or {}).get("latency_rate") else "half throughput")
+         + (f"; load generator {lat_detail['load_generator_cpu_percent']:.0f}% CPU"
                               if lat_detail.get("load_generator_cpu_percent") is not None else "")),
         ("latency p50 / p95 / p99",
          " / ".join(_fmt(lat.get(k), ".1f") for k in LATENCY_KEYS) + " ms", f"p99 <= {TARGETS['p99_ms']:.0f} ms"),

@@ -82,3 +82,11 @@ def test_the_ceiling_is_the_mean_of_the_runs_before_and_after_the_worker():
     rows = {name: (value, note) for name, value, note in report.rows(out)}
     assert rows["bare-faust ceiling"] == ("8,000 ev/s", "mean of 7,000 (before) and 9,000 (after)")
     assert rows["two workers combined"][1].startswith("1.50x one worker")
+
+
+def test_the_latency_rate_note_says_whether_the_rate_was_half_throughput_or_fixed():
+    def note(results):
+        return {name: n for name, _, n in report.rows(report.build(results))}["latency offered rate"]
+
+    assert note(FULL).startswith("half throughput")
+    assert note({**FULL, "config": {"latency_rate": 2000.0}}).startswith("fixed (--latency-rate)")
