@@ -116,6 +116,8 @@ async def _offer(producer: Any, topic: str, workload: Workload, rate: float, tot
     """
     from aiokafka.partitioner import DefaultPartitioner
 
+    from segstream.streams.outputs import send_partition_batches
+
     partitions = sorted(await producer.partitions_for(topic))
     partition_of = DefaultPartitioner()
     start_ns = time.time_ns() - int(1e9 * (time.perf_counter() - started))
@@ -131,13 +133,7 @@ async def _offer(producer: Any, topic: str, workload: Workload, rate: float, tot
             groups.setdefault(partition_of(key, partitions, partitions), []).append((key, orjson.dumps(rec)))
         i = due_now
         for partition, part in groups.items():
-            batch = producer.create_batch()
-            for key, value in part:
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full: ship it, start another
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            futures += [sent for sent, _ in await send_partition_batches(producer, topic, partition, part)]
         await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter(), SEND_TICK_S))
     return futures
 

@@ -34,7 +34,7 @@ from segstream.streams.bundle_watch import ModelHolder
 from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
 from segstream.streams.heap import settle_heap
 from segstream.streams.monitoring import WorkerStats, monitoring_record
-from segstream.streams.outputs import OutputBatch, Record, dumps
+from segstream.streams.outputs import OutputBatch, Record, dumps, send_partition_batches
 from segstream.streams.pipeline import BatchProcessor, PipelineConfig, RawRecord
 from segstream.streams.state import StateStore, open_store
 from segstream.streams.sweep import sweep_once
@@ -77,15 +77,7 @@ class FaustProducer:
             groups.setdefault(partition, []).append(record)
         started: list[tuple[Awaitable[Any], list[Record]]] = []
         for partition, part in groups.items():
-            batch, members = producer.create_batch(), list[Record]()
-            for key, value in part:
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full: ship it, start another
-                    started.append((await producer.send_batch(batch, topic, partition=partition), members))
-                    batch, members = producer.create_batch(), list[Record]()
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        raise ValueError(f"a record for {topic} is larger than the producer's request size")
-                members.append((key, value))
-            started.append((await producer.send_batch(batch, topic, partition=partition), members))
+            started += await send_partition_batches(producer, topic, partition, part)
         return started
 
 

@@ -47,6 +47,29 @@ class BulkProducer(Producer, Protocol):
         ...
 
 
+async def send_partition_batches(
+    producer: Any, topic: str, partition: int, records: Sequence[Record]
+) -> list[tuple[Awaitable[Any], list[Record]]]:
+    """Hand ``records`` to an aiokafka producer as record batches for one partition, in order.
+
+    A new batch starts whenever one is full. Returns each batch's delivery future with the records it holds.
+
+    Raises:
+        ValueError: A record does not fit even in an empty batch (larger than the producer's request size).
+    """
+    started: list[tuple[Awaitable[Any], list[Record]]] = []
+    batch, members = producer.create_batch(), list[Record]()
+    for key, value in records:
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full: ship it, start another
+            started.append((await producer.send_batch(batch, topic, partition=partition), members))
+            batch, members = producer.create_batch(), list[Record]()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"a record for {topic} is larger than the producer's request size")
+        members.append((key, value))
+    started.append((await producer.send_batch(batch, topic, partition=partition), members))
+    return started
+
+
 class OutputBatch:
     """The sends of one batch: started at once, awaited together."""
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segstream.streams.app import KeyPartitioner
-from segstream.streams.outputs import OutputBatch, Record
+from segstream.streams.outputs import OutputBatch, Record, send_partition_batches
 
 
 class BulkFake:
@@ -112,3 +113,46 @@ def test_key_partitioner_forgets_when_full_and_keeps_answering():
     answers = [remembered(_Producer(), "t", f"k{i}".encode(), partitions, partitions) for i in range(12)]
     assert answers == [DefaultPartitioner()(f"k{i}".encode(), partitions, partitions) for i in range(12)]
     assert len(remembered._known) <= 5
+
+
+class _SizedBatch:
+    """Holds records until their values add up to more than ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.records: list[Record] = []
+        self._limit = limit
+
+    def append(self, *, key: bytes | None, value: bytes, timestamp: None) -> object | None:
+        if sum(len(v) for _, v in self.records) + len(value) > self._limit:
+            return None
+        self.records.append((key, value))
+        return object()
+
+
+class _BatchingProducer:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.shipped: list[tuple[str, int, list[Record]]] = []
+
+    def create_batch(self) -> _SizedBatch:
+        return _SizedBatch(self.limit)
+
+    async def send_batch(self, batch: _SizedBatch, topic: str, *, partition: int) -> asyncio.Future[None]:
+        self.shipped.append((topic, partition, list(batch.records)))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def test_partition_batches_ship_in_order_a_new_batch_whenever_one_is_full():
+    producer = _BatchingProducer(limit=10)
+    records: list[Record] = [(b"k", b"abcd"), (b"k", b"efgh"), (b"k", b"ijkl"), (b"k", b"m")]
+    started = asyncio.run(send_partition_batches(producer, "t", 3, records))
+    assert [members for _, members in started] == [records[:2], records[2:]]
+    assert [(t, p, r) for t, p, r in producer.shipped] == [("t", 3, records[:2]), ("t", 3, records[2:])]
+
+
+def test_a_record_larger_than_an_empty_batch_is_an_error_not_dropped():
+    producer = _BatchingProducer(limit=10)
+    with pytest.raises(ValueError, match="larger than the producer's request size"):
+        asyncio.run(send_partition_batches(producer, "t", 0, [(b"k", b"ab"), (b"k", b"x" * 11)]))
