@@ -148,12 +148,18 @@ def read_metrics(port: int, timeout: float = 2.0, labelled: bool = False) -> dic
     return out
 
 
-LAG_PREFIX = 'segstream_consumer_lag{partition="'
+def by_label(metrics: dict[str, float], name: str, label: str) -> dict[str, float]:
+    """Label value -> sample of one labelled metric in a labelled :func:`read_metrics` read.
+
+    E.g. ``by_label(m, "segstream_stage_seconds_total", "stage")`` gives ``{"apply": 1.5, ...}``.
+    """
+    prefix = f'{name}{{{label}="'
+    return {k[len(prefix) : -2]: v for k, v in metrics.items() if k.startswith(prefix)}
 
 
 def consumer_lag(metrics: dict[str, float]) -> dict[str, float]:
     """Partition -> lag from a labelled :func:`read_metrics` read (the partitions the worker holds)."""
-    return {k[len(LAG_PREFIX) : -2]: v for k, v in metrics.items() if k.startswith(LAG_PREFIX)}
+    return by_label(metrics, "segstream_consumer_lag", "partition")
 
 
 def batch_profile(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
@@ -162,19 +168,21 @@ def batch_profile(before: dict[str, float], after: dict[str, float]) -> dict[str
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
 
+    def deltas(name: str, label: str) -> dict[str, float]:
+        earlier = by_label(before, name, label)
+        return {k: v - earlier.get(k, 0.0) for k, v in by_label(after, name, label).items()}
+
     batches = delta("segstream_batches_total")
     events = delta("segstream_events_processed_total")
-    prefix = 'segstream_stage_seconds_total{stage="'
-    stages = {k[len(prefix) : -2]: delta(k) for k in after if k.startswith(prefix)}
-    gc_runs, gc_seconds = 'segstream_gc_collections_total{generation="', 'segstream_gc_seconds_total{generation="'
+    stages = deltas("segstream_stage_seconds_total", "stage")
     return {
         "batches": batches,
         "mean_events_per_batch": events / batches if batches else None,
         "ms_per_batch": {k: 1000 * v / batches for k, v in stages.items()} if batches else {},
         "ms_per_batch_total": 1000 * delta("segstream_batch_seconds_total") / batches if batches else None,
         # Garbage collections in the same span, per generation: each one paused the event loop.
-        "gc_collections": {k[len(gc_runs) : -2]: delta(k) for k in after if k.startswith(gc_runs)},
-        "gc_ms": {k[len(gc_seconds) : -2]: 1000 * delta(k) for k in after if k.startswith(gc_seconds)},
+        "gc_collections": deltas("segstream_gc_collections_total", "generation"),
+        "gc_ms": {k: 1000 * v for k, v in deltas("segstream_gc_seconds_total", "generation").items()},
     }
 
 
