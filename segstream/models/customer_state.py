@@ -8,7 +8,7 @@ ignored, so redelivery changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,8 +96,43 @@ class CustomerState:
         return out
 
 
-def aggregates_matrix(rows: Sequence[dict[str, int]]) -> dict[str, np.ndarray]:
-    """Stack per-customer aggregate dicts into the column arrays :func:`features_from_aggregates` takes."""
+class AggregateRow(Mapping[str, int]):
+    """One customer's aggregates as the plain row of :data:`AGGREGATE_FIELDS` values the store returns.
+
+    It reads like the ``dict`` :meth:`CustomerState.aggregates` returns (and compares equal to it), but
+    :func:`aggregates_matrix` stacks these rows with one numpy call: building a dict per customer and
+    reading it back a field at a time was ~2 us per customer on the worker's hot path.
+    """
+
+    __slots__ = ("row",)
+
+    def __init__(self, values: Sequence[int]) -> None:
+        if len(values) != len(AGGREGATE_FIELDS):
+            raise ValueError(f"expected {len(AGGREGATE_FIELDS)} aggregate values, got {len(values)}")
+        self.row = values
+
+    def __getitem__(self, name: str) -> int:
+        return int(self.row[_FIELD_INDEX[name]])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(AGGREGATE_FIELDS)
+
+    def __len__(self) -> int:
+        return len(AGGREGATE_FIELDS)
+
+    def __repr__(self) -> str:
+        return f"AggregateRow({dict(self)!r})"
+
+
+_FIELD_INDEX = {name: i for i, name in enumerate(AGGREGATE_FIELDS)}
+
+
+def aggregates_matrix(rows: Sequence[Mapping[str, int]]) -> dict[str, np.ndarray]:
+    """Stack per-customer aggregates into the column arrays :func:`features_from_aggregates` takes."""
+    plain = [r.row for r in rows if isinstance(r, AggregateRow)]
+    if len(plain) == len(rows):
+        columns = np.array(plain, dtype=np.int64).reshape(len(rows), len(AGGREGATE_FIELDS)).T
+        return {name: np.ascontiguousarray(columns[i]) for i, name in enumerate(AGGREGATE_FIELDS)}
     return {name: np.fromiter((r[name] for r in rows), dtype=np.int64, count=len(rows)) for name in AGGREGATE_FIELDS}
 
 

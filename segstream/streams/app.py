@@ -71,10 +71,7 @@ class FaustProducer:
         known = cluster.partitions_for_topic(topic)
         partitions = sorted(known if known else await producer.partitions_for(topic))
         available = sorted(cluster.available_partitions_for_topic(topic) or partitions)
-        groups: dict[int, list[Record]] = {}
-        for record in records:
-            partition = self._partitioner(producer, topic, record[0], partitions, available)
-            groups.setdefault(partition, []).append(record)
+        groups = self._partitioner.group(producer, topic, records, partitions, available)
         started: list[tuple[Awaitable[Any], list[Record]]] = []
         for partition, part in groups.items():
             started += await send_partition_batches(producer, topic, partition, part)
@@ -87,20 +84,40 @@ class KeyPartitioner:
     MAX_REMEMBERED = 200_000
 
     def __init__(self) -> None:
-        self._known: dict[tuple[str, int, bytes], int] = {}
+        # (topic, partition count) -> key -> partition; a key's partition changes with the count.
+        self._known: dict[tuple[str, int], dict[bytes, int]] = {}
+        self._remembered = 0
 
     def __call__(
         self, producer: Any, topic: str, key: bytes | None, partitions: list[int], available: list[int]
     ) -> int:
-        if key is None:
-            return int(producer._partitioner(None, partitions, available))
-        slot = (topic, len(partitions), key)
-        found = self._known.get(slot)
-        if found is None:
-            if len(self._known) >= self.MAX_REMEMBERED:
-                self._known.clear()
-            found = self._known[slot] = int(producer._partitioner(key, partitions, available))
-        return found
+        groups = self.group(producer, topic, [(key, b"")], partitions, available)
+        return next(iter(groups))
+
+    def group(
+        self, producer: Any, topic: str, records: Sequence[Record], partitions: list[int], available: list[int]
+    ) -> dict[int, list[Record]]:
+        """The records by partition, each partition's in their order."""
+        known = self._known.setdefault((topic, len(partitions)), {})
+        groups: dict[int, list[Record]] = {}
+        for record in records:
+            key = record[0]
+            partition = known.get(key) if key is not None else None
+            if partition is None:
+                partition = int(producer._partitioner(key, partitions, available))
+                if key is not None:
+                    if self._remembered >= self.MAX_REMEMBERED:
+                        self._known.clear()
+                        known = self._known.setdefault((topic, len(partitions)), {})
+                        self._remembered = 0
+                    known[key] = partition
+                    self._remembered += 1
+            found = groups.get(partition)
+            if found is None:
+                groups[partition] = [record]
+            else:
+                found.append(record)
+        return groups
 
 
 @dataclass

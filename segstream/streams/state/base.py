@@ -63,7 +63,7 @@ class CustomerView:
     """One customer's state as ``apply`` returns it."""
 
     customer_id: str
-    aggregates: dict[str, int]
+    aggregates: Mapping[str, int]
     segment: SegmentRecord
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from segstream.models.customer_state import AggregateRow
 from segstream.models.events import Event
 from segstream.models.features import AGGREGATE_FIELDS
 from segstream.streams.state import lua
@@ -122,15 +123,19 @@ class RedisStateStore:
 def _views(flat: list[Any]) -> dict[str, CustomerView]:
     views: dict[str, CustomerView] = {}
     n = len(AGGREGATE_FIELDS)
-    fields = AGGREGATE_FIELDS
     for i in range(0, len(flat), 2):
         cid, row = flat[i], flat[i + 1]
         cid = cid.decode() if isinstance(cid, bytes) else cid
-        # Lua integers arrive as ints already: no per-field conversion (this loop was ~5% of the worker).
-        aggregates = dict(zip(fields, row[:n], strict=True))
-        sg, sp, sn, sv, sa = (v.decode() if isinstance(v, bytes) else v for v in row[n:])
-        record = SegmentRecord(int(sg) if sg else None, int(sp) if sp else None, int(sn or 0), sv, int(sa or 0))
-        views[cid] = CustomerView(cid, aggregates, record)
+        # Lua integers arrive as ints already; the segment fields are strings, and int() takes bytes too.
+        sg, sp, sn, sv, sa = row[n:]
+        record = SegmentRecord(
+            int(sg) if sg else None,
+            int(sp) if sp else None,
+            int(sn) if sn else 0,
+            sv.decode() if isinstance(sv, bytes) else sv,
+            int(sa) if sa else 0,
+        )
+        views[cid] = CustomerView(cid, AggregateRow(row[:n]), record)
     return views
 
 

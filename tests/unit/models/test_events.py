@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from hypothesis import given, settings
@@ -87,6 +88,31 @@ def test_random_field_values_either_parse_or_fail_cleanly(overrides):
 def test_customer_id_rule():
     assert is_valid_customer_id("C0001") and is_valid_customer_id("kunde-ü@shop")
     assert not is_valid_customer_id("") and not is_valid_customer_id("a\nb")
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.text(max_size=20) | st.sampled_from(["a\u00a0b", "a\u2028b", "a\x1fb", "a\tb", "a b", "\u3000"]))
+def test_customer_id_rule_is_printable_and_no_whitespace_of_any_kind(value):
+    # The check looks for " " only after isprintable(); this pins that no other whitespace gets through.
+    expected = 1 <= len(value) <= 128 and value.isprintable() and not any(ch.isspace() for ch in value)
+    assert is_valid_customer_id(value) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(amount=st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.booleans() | st.none(),
+       quantity=st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.booleans() | st.text(max_size=3))
+def test_amount_and_quantity_are_finite_numbers_within_bounds(amount, quantity):
+    raw = json.dumps({**GOOD, "amount": amount, "quantity": quantity}, allow_nan=True)
+    ok = all(
+        v is not None and not isinstance(v, bool | str) and math.isfinite(float(v)) and abs(v) <= 1e9
+        for v in (amount, quantity)
+    )
+    try:
+        event = parse_event(raw)
+    except EventValidationError:
+        assert not ok
+        return
+    assert ok and event.amount == float(amount) and isinstance(event.amount, float)
 
 
 def test_deep_nesting_is_rejected_not_a_crash():

@@ -9,7 +9,13 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segstream.models.customer_state import CustomerState, features_of_states, fold_events
+from segstream.models.customer_state import (
+    AggregateRow,
+    CustomerState,
+    aggregates_matrix,
+    features_of_states,
+    fold_events,
+)
 from segstream.models.features import (
     AGGREGATE_FIELDS,
     DAY_MS,
@@ -128,3 +134,23 @@ def test_features_broadcast_scalar_as_of():
 
 
 GOLDEN_HASH = "9b9c162a1a76e267e56e8c5b328cc69a084e816401f2a7bcd70e671bedf83ddc"
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.lists(st.lists(st.integers(-(2**53), 2**53), min_size=len(AGGREGATE_FIELDS),
+                              max_size=len(AGGREGATE_FIELDS)), max_size=8))
+def test_aggregate_rows_read_and_stack_like_dicts(rows):
+    plain = [dict(zip(AGGREGATE_FIELDS, row, strict=True)) for row in rows]
+    wrapped = [AggregateRow(row) for row in rows]
+    assert wrapped == plain and [dict(w) for w in wrapped] == plain
+    stacked, expected = aggregates_matrix(wrapped), aggregates_matrix(plain)
+    assert set(stacked) == set(expected) == set(AGGREGATE_FIELDS)
+    for name in AGGREGATE_FIELDS:
+        assert stacked[name].dtype == np.int64 and np.array_equal(stacked[name], expected[name])
+
+
+def test_aggregate_row_needs_every_field():
+    import pytest
+
+    with pytest.raises(ValueError, match="aggregate values"):
+        AggregateRow([1, 2, 3])

@@ -106,13 +106,27 @@ def test_key_partitioner_agrees_with_aiokafkas_default_partitioner(key, n):
     assert remembered(_Producer(), "t", key, partitions, partitions) == expected  # from memory now
 
 
+@settings(max_examples=100, deadline=None)
+@given(keys=st.lists(st.one_of(st.none(), st.binary(min_size=1, max_size=8)), max_size=60), n=st.integers(1, 8))
+def test_key_partitioner_groups_records_by_partition_in_order(keys, n):
+    partitions = list(range(n))
+    records = [(key, str(i).encode()) for i, key in enumerate(keys)]
+    producer = _Producer()
+    groups = KeyPartitioner().group(producer, "t", records, partitions, partitions)
+    grouped = [r for part in groups.values() for r in part]
+    assert sorted(grouped, key=lambda r: r[1]) == sorted(records, key=lambda r: r[1])
+    for partition, part in groups.items():
+        assert part == [r for r in records if r in part]  # each partition keeps the records' order
+        assert all(DefaultPartitioner()(key, partitions, partitions) == partition for key, _ in part if key)
+
+
 def test_key_partitioner_forgets_when_full_and_keeps_answering():
     remembered = KeyPartitioner()
     remembered.MAX_REMEMBERED = 5
     partitions = [0, 1, 2, 3]
     answers = [remembered(_Producer(), "t", f"k{i}".encode(), partitions, partitions) for i in range(12)]
     assert answers == [DefaultPartitioner()(f"k{i}".encode(), partitions, partitions) for i in range(12)]
-    assert len(remembered._known) <= 5
+    assert sum(len(keys) for keys in remembered._known.values()) <= 5
 
 
 class _SizedBatch:
