@@ -129,7 +129,8 @@ _FIELD_INDEX = {name: i for i, name in enumerate(AGGREGATE_FIELDS)}
 
 def aggregates_matrix(rows: Sequence[Mapping[str, int]]) -> dict[str, np.ndarray]:
     """Stack per-customer aggregates into the column arrays :func:`features_from_aggregates` takes."""
-    plain = [r.row for r in rows if isinstance(r, AggregateRow)]
+    # type() is, not isinstance(): AggregateRow is a Mapping, and ABC instance checks cost ~0.3 us a row.
+    plain = [r.row for r in rows if type(r) is AggregateRow]
     if len(plain) == len(rows):
         columns = np.array(plain, dtype=np.int64).reshape(len(rows), len(AGGREGATE_FIELDS)).T
         return {name: np.ascontiguousarray(columns[i]) for i, name in enumerate(AGGREGATE_FIELDS)}

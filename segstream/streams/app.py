@@ -254,10 +254,8 @@ def create_worker(
         stats.gc.install()
 
         async def handle(events: Sequence[Any]) -> Awaitable[None]:
-            batch = [
-                RawRecord(e.message.value, e.message.key, e.message.topic, e.message.partition, e.message.offset)
-                for e in events
-            ]
+            messages = [e.message for e in events]
+            batch = [RawRecord(m.value, m.key, m.topic, m.partition, m.offset) for m in messages]
             return await _start_or_die(runtime, batch)
 
         try:

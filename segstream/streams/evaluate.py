@@ -108,15 +108,16 @@ def evaluate(
         One evaluation per customer that could be scored.
     """
     ids, x = feature_matrix(views, as_of_ms)
-    predicted = predict_rows(model, x)
+    predicted = predict_rows(model, x).tolist()  # plain ints: indexing a numpy array per customer costs
+    version, next_check_ms = model.version, as_of_ms + recheck_after_ms
     out: list[Evaluation] = []
     for i, cid in enumerate(ids):
-        segment = int(predicted[i])
-        stored = views[cid].segment
+        segment = predicted[i]
         if segment < 0:
             continue
+        stored = views[cid].segment
         record, changed = step(stored, segment, hold)
-        record.model_version = model.version  # the model that made the latest evaluation
+        record.model_version = version  # the model that made the latest evaluation
         record.scored_as_of_ms = as_of_ms
         change = None
         if changed:
@@ -125,13 +126,13 @@ def evaluate(
                 customer_id=cid,
                 previous_segment=stored.segment,
                 segment=segment,
-                model_version=model.version,
+                model_version=version,
                 event_time_ms=int(event_time),
                 cause=cause,
                 event_id=event_id,
-                features=dict(zip(FEATURE_NAMES, map(float, x[i]), strict=True)),
+                features=dict(zip(FEATURE_NAMES, x[i].tolist(), strict=True)),
             )
-        out.append(Evaluation(cid, segment, record, change, as_of_ms + recheck_after_ms))
+        out.append(Evaluation(cid, segment, record, change, next_check_ms))
     return out
 
 

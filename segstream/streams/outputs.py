@@ -13,7 +13,7 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
@@ -149,9 +149,26 @@ class OutputBatch:
 
 
 def iso_ms(ts_ms: int) -> str:
-    """Epoch milliseconds as ISO 8601 UTC with millisecond precision, e.g. ``2025-01-02T03:04:05.006Z``."""
-    moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+    """Epoch milliseconds as ISO 8601 UTC with millisecond precision, e.g. ``2025-01-02T03:04:05.006Z``.
+
+    Integer arithmetic and a cache of day strings: the datetime round trip was ~2.3 us, once per change.
+    """
+    day, ms_of_day = divmod(ts_ms, _DAY_MS)
+    date = _DATES.get(day)
+    if date is None:
+        if len(_DATES) >= _MAX_DATES:
+            _DATES.clear()
+        date = _DATES[day] = (_EPOCH + timedelta(days=day)).date().isoformat()
+    seconds, ms = divmod(ms_of_day, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return f"{date}T{hour:02d}:{minute:02d}:{second:02d}.{ms:03d}Z"
+
+
+_DAY_MS = 86_400_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DATES: dict[int, str] = {}
+_MAX_DATES = 4096
 
 
 def now_iso() -> str:
@@ -197,8 +214,11 @@ def scored_payload(
     return dumps(out)
 
 
-def change_payload(change: SegmentChange, names: Mapping[int, str]) -> bytes:
-    """``segment-changes``: previous and new segment with names, version, time, cause, trigger, features."""
+def change_payload(change: SegmentChange, names: Mapping[int, str], emitted_at: str | None = None) -> bytes:
+    """``segment-changes``: previous and new segment with names, version, time, cause, trigger, features.
+
+    ``emitted_at`` defaults to now; a batch passes one time for all its changes.
+    """
     prev = change.previous_segment
     return dumps(
         {
@@ -213,7 +233,7 @@ def change_payload(change: SegmentChange, names: Mapping[int, str]) -> bytes:
             "cause": change.cause,
             "event_id": change.event_id,
             "features": change.features,
-            "emitted_at": now_iso(),
+            "emitted_at": emitted_at or now_iso(),
         }
     )
 

@@ -32,10 +32,11 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from segstream.models.errors import EventValidationError
 from segstream.models.events import Event, parse_event
-from segstream.models.features import day_index
+from segstream.models.features import DAY_MS
 from segstream.streams.bundle_watch import ActiveModel, ModelHolder
 from segstream.streams.evaluate import days_to_ms, evaluate
 from segstream.streams.monitoring import WorkerStats
@@ -56,9 +57,9 @@ log = logging.getLogger("segstream.worker")
 UNSCORED_SEGMENT = -1
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """One consumed message as the broker delivered it."""
+class RawRecord(NamedTuple):
+    """One consumed message as the broker delivered it (a tuple: one is built per event, and a frozen
+    dataclass's ``__init__`` costs ~3x as much)."""
 
     value: bytes | None
     key: bytes | None
@@ -194,20 +195,22 @@ class BatchProcessor:
         fresh = [e for e, d in zip(events, applied.deliveries, strict=True) if d is not Delivery.DONE]
         result.duplicates = len(events) - len(fresh)
         result.watermark_ms = applied.watermark_ms
-        # The event that triggered each customer's evaluation: the latest one in the batch.
+        # The event that triggered each customer's evaluation: the latest one in the batch (ties: largest id).
         triggers: dict[str, tuple[str, int]] = {}
         for e in fresh:
             best = triggers.get(e.customer_id)
-            if best is None or (e.ts_ms, e.event_id) > (best[1], best[0]):
+            if best is None or e.ts_ms > best[1] or (e.ts_ms == best[1] and e.event_id > best[0]):
                 triggers[e.customer_id] = (e.event_id, e.ts_ms)
         t1 = clock()
         stage("apply", t1 - t0)
-        views = {cid: applied.customers[cid] for cid in triggers if cid in applied.customers}
-        unfinalized = self._unfinalized
-        for cid, view in views.items():
-            record = unfinalized.get(cid)
-            if record is not None:  # decided by the batch still finalizing: newer than the stored record
-                views[cid] = CustomerView(cid, view.aggregates, record)
+        customers, unfinalized = applied.customers, self._unfinalized
+        views: dict[str, CustomerView] = {}
+        for cid in triggers:
+            view = customers.get(cid)
+            if view is not None:
+                record = unfinalized.get(cid)
+                # A record decided by a batch still finalizing is newer than the stored one.
+                views[cid] = view if record is None else CustomerView(cid, view.aggregates, record)
         evaluations = evaluate(
             views,
             model,
@@ -218,22 +221,32 @@ class BatchProcessor:
             triggers=triggers,
         )
         segment_of: dict[str, int | None] = {cid: v.segment.segment for cid, v in views.items()}
+        observe = self.stats.mix.observe
         for ev in evaluations:
-            segment_of[ev.customer_id] = ev.record.segment
+            segment = ev.record.segment
+            segment_of[ev.customer_id] = segment
             unfinalized[ev.customer_id] = ev.record
-            self.stats.mix.observe(ev.customer_id, ev.record.segment if ev.record.segment is not None else -1)
+            observe(ev.customer_id, -1 if segment is None else segment)
         t2 = clock()
         stage("score", t2 - t1)
         scored_at = now_iso()
-        names = model.names
+        names, version = model.names, model.version
         scored: list[tuple[bytes | None, bytes]] = []
+        sales: list[tuple[str, int, int, int]] = []
         for e in fresh:
             seg = segment_of.get(e.customer_id)
-            name = None if seg is None else names.get(seg, f"segment {seg}")
-            scored.append((e.customer_id.encode(), scored_payload(e, seg, name, model.version, scored_at)))
+            if seg is None:
+                name, series = None, UNSCORED_SEGMENT
+            else:
+                name, series = names.get(seg), seg
+                if name is None:
+                    name = f"segment {seg}"
+            scored.append((e.customer_id.encode(), scored_payload(e, seg, name, version, scored_at)))
+            sales.append((e.event_id, e.ts_ms // DAY_MS, series, e.amount_cents))
         await out.send_many(cfg.scored_topic, scored)
         changes = [ev.change for ev in evaluations if ev.change is not None]
-        await out.send_many(cfg.changes_topic, [(c.customer_id.encode(), change_payload(c, names)) for c in changes])
+        change_records = [(c.customer_id.encode(), change_payload(c, names, scored_at)) for c in changes]
+        await out.send_many(cfg.changes_topic, change_records)
         stage("send", clock() - t2)
         result.scored = len(fresh)
         result.changes = len(changes)
@@ -241,10 +254,7 @@ class BatchProcessor:
         return Finalization(
             segments={ev.customer_id: ev.record for ev in evaluations},
             changes=changes,
-            sales=[
-                (e.event_id, day_index(e.ts_ms), _sales_segment(segment_of.get(e.customer_id)), e.amount_cents)
-                for e in fresh
-            ],
+            sales=sales,
             done_event_ids=[e.event_id for e in fresh],
             next_check_ms={ev.customer_id: ev.next_check_ms for ev in evaluations},
         )
@@ -305,7 +315,3 @@ class _Exclusive:
 
     async def __aexit__(self, *_exc: object) -> None:
         self._processor.lock.release()
-
-
-def _sales_segment(segment: int | None) -> int:
-    return UNSCORED_SEGMENT if segment is None else int(segment)

@@ -25,6 +25,8 @@ from segstream.streams.state.base import (
 from segstream.streams.state.dedupe import mark_repeats_in_batch
 from segstream.streams.state.keys import KeySpace
 
+_DELIVERIES: dict[int, Delivery] = {d.value: d for d in Delivery}  # what Lua's 1, 2, 3 mean
+
 
 class RedisStateStore:
     """:class:`~segstream.streams.state.base.StateStore` on a real Redis server."""
@@ -56,9 +58,12 @@ class RedisStateStore:
         for event in unique:
             flat_events += (event.event_id, event.customer_id, event.ts_ms, event.amount_cents)
         watermark, deliveries, flat = await self._apply(args=[self.keys.root, self._ttl, orjson.dumps(flat_events)])
-        by_unique = iter(Delivery(int(d)) for d in deliveries)
-        merged = [Delivery.DONE if i in repeats else next(by_unique) for i in range(len(events))]
-        return ApplyResult(merged, int(watermark), _views(flat))
+        # A dict lookup, not Delivery(d): the enum's call was ~0.4 us per event.
+        by_unique = [_DELIVERIES[int(d)] for d in deliveries]
+        if repeats:
+            found = iter(by_unique)
+            by_unique = [Delivery.DONE if i in repeats else next(found) for i in range(len(events))]
+        return ApplyResult(by_unique, int(watermark), _views(flat))
 
     async def finalize(self, batch: Finalization) -> None:
         """Write segments, changes and sales, then mark the batch's events done."""
@@ -73,7 +78,7 @@ class RedisStateStore:
                 ]
                 for cid, r in batch.segments.items()
             },
-            "changes": [[c.customer_id, json.dumps(c.history_entry())] for c in batch.changes],
+            "changes": [[c.customer_id, orjson.dumps(c.history_entry()).decode()] for c in batch.changes],
             "sales": [list(s) for s in batch.sales],
             "done": list(batch.done_event_ids),
             "due": {cid: int(at) for cid, at in batch.next_check_ms.items()},

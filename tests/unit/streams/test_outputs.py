@@ -1,8 +1,10 @@
-"""OutputBatch's bulk path and the worker's key partitioner."""
+"""OutputBatch's bulk path, the worker's key partitioner and the output timestamps."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,8 +12,10 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from segstream.models.events import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 from segstream.streams.app import KeyPartitioner
-from segstream.streams.outputs import OutputBatch, Record, send_partition_batches
+from segstream.streams.outputs import OutputBatch, Record, change_payload, iso_ms, send_partition_batches
+from segstream.streams.state.base import SegmentChange
 
 
 class BulkFake:
@@ -170,3 +174,19 @@ def test_a_record_larger_than_an_empty_batch_is_an_error_not_dropped():
     producer = _BatchingProducer(limit=10)
     with pytest.raises(ValueError, match="larger than the producer's request size"):
         asyncio.run(send_partition_batches(producer, "t", 0, [(b"k", b"ab"), (b"k", b"x" * 11)]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(ts_ms=st.integers(MIN_TIMESTAMP_MS - 10**12, MAX_TIMESTAMP_MS))
+def test_iso_ms_equals_the_datetime_rendering(ts_ms):
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ts_ms)
+    assert iso_ms(ts_ms) == moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+    assert iso_ms(ts_ms) == iso_ms(ts_ms)  # from the day cache now
+
+
+def test_change_payload_takes_the_batch_emission_time():
+    change = SegmentChange("c1", None, 2, "v1", 1_766_956_076_123, "purchase", "e1", {"recency_days": 1.0})
+    payload = json.loads(change_payload(change, {2: "Champions"}, "2026-01-01T00:00:00.000Z"))
+    assert payload["emitted_at"] == "2026-01-01T00:00:00.000Z"
+    assert payload["event_time"] == "2025-12-28T21:07:56.123Z" and payload["segment_name"] == "Champions"
+    assert json.loads(change_payload(change, {}))["emitted_at"].endswith("Z")
