@@ -88,12 +88,6 @@ class KeyPartitioner:
         self._known: dict[tuple[str, int], dict[bytes, int]] = {}
         self._remembered = 0
 
-    def __call__(
-        self, producer: Any, topic: str, key: bytes | None, partitions: list[int], available: list[int]
-    ) -> int:
-        groups = self.group(producer, topic, [(key, b"")], partitions, available)
-        return next(iter(groups))
-
     def group(
         self, producer: Any, topic: str, records: Sequence[Record], partitions: list[int], available: list[int]
     ) -> dict[int, list[Record]]:

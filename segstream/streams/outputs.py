@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 
 from segstream.models.events import Event
+from segstream.models.features import DAY_MS
 from segstream.streams.retry import retry_transient
 from segstream.streams.state.base import SegmentChange
 
@@ -153,7 +154,7 @@ def iso_ms(ts_ms: int) -> str:
 
     Integer arithmetic and a cache of day strings: the datetime round trip was ~2.3 us, once per change.
     """
-    day, ms_of_day = divmod(ts_ms, _DAY_MS)
+    day, ms_of_day = divmod(ts_ms, DAY_MS)
     date = _DATES.get(day)
     if date is None:
         if len(_DATES) >= _MAX_DATES:
@@ -165,7 +166,6 @@ def iso_ms(ts_ms: int) -> str:
     return f"{date}T{hour:02d}:{minute:02d}:{second:02d}.{ms:03d}Z"
 
 
-_DAY_MS = 86_400_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DATES: dict[int, str] = {}
 _MAX_DATES = 4096

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 from segstream.models.errors import EventValidationError
 from segstream.models.events import Event, parse_event
-from segstream.models.features import DAY_MS
+from segstream.models.features import day_index
 from segstream.streams.bundle_watch import ActiveModel, ModelHolder
 from segstream.streams.evaluate import days_to_ms, evaluate
 from segstream.streams.monitoring import WorkerStats
@@ -231,18 +231,14 @@ class BatchProcessor:
         stage("score", t2 - t1)
         scored_at = now_iso()
         names, version = model.names, model.version
+        name_of = {seg: model.segment_name(seg) for seg in set(segment_of.values())}  # a few segments a batch
         scored: list[tuple[bytes | None, bytes]] = []
         sales: list[tuple[str, int, int, int]] = []
         for e in fresh:
             seg = segment_of.get(e.customer_id)
-            if seg is None:
-                name, series = None, UNSCORED_SEGMENT
-            else:
-                name, series = names.get(seg), seg
-                if name is None:
-                    name = f"segment {seg}"
-            scored.append((e.customer_id.encode(), scored_payload(e, seg, name, version, scored_at)))
-            sales.append((e.event_id, e.ts_ms // DAY_MS, series, e.amount_cents))
+            scored.append((e.customer_id.encode(), scored_payload(e, seg, name_of.get(seg), version, scored_at)))
+            series = UNSCORED_SEGMENT if seg is None else seg
+            sales.append((e.event_id, day_index(e.ts_ms), series, e.amount_cents))
         await out.send_many(cfg.scored_topic, scored)
         changes = [ev.change for ev in evaluations if ev.change is not None]
         change_records = [(c.customer_id.encode(), change_payload(c, names, scored_at)) for c in changes]
