@@ -146,7 +146,19 @@ class Sampler:
         if len(inside) < 2:
             return {}
         (t0, _, c0), (t1, _, c1) = inside[0], inside[-1]
-        return {k: 100 * (c1[k] - c0[k]) / (t1 - t0) for k in c0} if t1 > t0 else {}
+        return cpu_percent_between((t0, c0), (t1, c1))
+
+    def cpu_now(self) -> tuple[float, dict[str, float]]:
+        """(now, CPU seconds so far of each process), for :func:`cpu_percent_between`."""
+        return time.perf_counter(), {k: cpu_seconds(p) for k, p in self.pids.items()}
+
+
+def cpu_percent_between(
+    before: tuple[float, dict[str, float]], after: tuple[float, dict[str, float]]
+) -> dict[str, float]:
+    """CPU use of each process (100 = one core) between two (time, CPU seconds) snapshots."""
+    (t0, c0), (t1, c1) = before, after
+    return {k: 100 * (c1[k] - c0[k]) / (t1 - t0) for k in c0} if t1 > t0 else {}
 
 
 def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
@@ -173,9 +185,12 @@ def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
             rate = latency_rate or max(1.0, window.eps / 2)
             ctx.say(f"latency: offering {rate:,.0f} events/s for {latency_s:.0f}s")
             topics = ctx.topics("main")
-            before = read_metrics(port, labelled=True) or {}
+            before, cpu_before = read_metrics(port, labelled=True) or {}, sampler.cpu_now()
             out["latency"] = measure_latency(ctx.settings.kafka, topics["TRANSACTIONS"], topics["SCORED"],
                                              ctx.workload, rate, latency_s, ctx.run_id)  # fmt: skip
+            # At this rate the broker and the load generator are busier than in the throughput phase (many
+            # small fetches and record batches): say how the two cores were shared while latency was measured.
+            out["latency"]["cpu_percent"] = cpu_percent_between(cpu_before, sampler.cpu_now())
             out["latency"]["batches"] = batch_profile(before, read_metrics(port, labelled=True) or {})
         out["rss"] = rss_mb(child.pid)
         out["metrics"] = read_metrics(port) or {}

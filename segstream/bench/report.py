@@ -120,22 +120,31 @@ def _ceiling_note(details: dict[str, Any]) -> str:
     return "mean of " + " (before) and ".join(_fmt(eps) for eps in runs) + " (after)" if len(runs) == 2 else ""
 
 
+def _cpu_note(cpu: dict[str, float] | None, generator: float | None = None) -> str:
+    """"CPU: worker 92%, redis 57%, kafka 13%" (100% = one core), the load generator last when given."""
+    shares = dict(cpu or {})
+    if generator is not None:
+        shares["load generator"] = generator
+    return ("CPU: " + ", ".join(f"{name} {pct:.0f}%" for name, pct in shares.items())) if shares else ""
+
+
 def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(figure, value, target) rows of the summary table."""
     lat = report["latency_ms"]
     details = report.get("details", {})
     lat_detail = (details.get("worker") or {}).get("latency") or {}
     two = details.get("two_workers") or {}
+    worker = details.get("worker") or {}
     out = [
-        ("worker throughput", _fmt(report["throughput_eps"], unit=" ev/s"), ""),
+        ("worker throughput", _fmt(report["throughput_eps"], unit=" ev/s"), _cpu_note(worker.get("cpu_percent"))),
         ("bare-faust ceiling", _fmt(report["faust_ceiling_eps"], unit=" ev/s"), _ceiling_note(details)),
         ("worker / ceiling", _fmt(report["ceiling_ratio"], ".2f"), f">= {TARGETS['ceiling_ratio']}"),
         ("naive baseline", _fmt(report["baseline_eps"], unit=" ev/s"), ""),
         ("speedup vs naive", _fmt(report["speedup"], ".1f", "x"), f">= {TARGETS['speedup']:.0f}x"),
         ("latency offered rate", _fmt(lat_detail.get("offered_rate_eps"), unit=" ev/s"),
-         ("fixed (--latency-rate)" if (details.get("config") or {}).get("latency_rate") else "half throughput")
-         + (f"; load generator {lat_detail['load_generator_cpu_percent']:.0f}% CPU"
-                              if lat_detail.get("load_generator_cpu_percent") is not None else "")),
+         "; ".join(filter(None, [
+             "fixed (--latency-rate)" if (details.get("config") or {}).get("latency_rate") else "half throughput",
+             _cpu_note(lat_detail.get("cpu_percent"), lat_detail.get("load_generator_cpu_percent"))]))),
         ("latency p50 / p95 / p99",
          " / ".join(_fmt(lat.get(k), ".1f") for k in LATENCY_KEYS) + " ms", f"p99 <= {TARGETS['p99_ms']:.0f} ms"),
         ("worker peak RSS", _fmt(report["worker_rss_mb"], ".0f", " MB"), f"<= {TARGETS['worker_rss_mb']:.0f} MB"),

@@ -90,3 +90,17 @@ def test_the_latency_rate_note_says_whether_the_rate_was_half_throughput_or_fixe
 
     assert note(FULL).startswith("half throughput")
     assert note({**FULL, "config": {"latency_rate": 2000.0}}).startswith("fixed (--latency-rate)")
+
+
+def test_the_notes_say_how_the_cores_were_shared_in_each_phase():
+    latency = {**LATENCY, "cpu_percent": {"worker": 71.6, "kafka": 38.2, "redis": 33.0},
+               "load_generator_cpu_percent": 16.4}  # fmt: skip
+    worker = {**FULL["worker"], "cpu_percent": {"worker": 95.0, "kafka": 12.4, "redis": 56.5}, "latency": latency}
+    notes = {name: n for name, _, n in report.rows(report.build({**FULL, "worker": worker}))}
+    assert notes["worker throughput"] == "CPU: worker 95%, kafka 12%, redis 56%"
+    assert notes["latency offered rate"] == (
+        "half throughput; CPU: worker 72%, kafka 38%, redis 33%, load generator 16%"
+    )
+    # Runs that did not sample CPU (or JSON from before it was sampled) still render.
+    plain = {name: n for name, _, n in report.rows(report.build(FULL))}
+    assert plain["worker throughput"] == "" and plain["latency offered rate"] == "half throughput"
