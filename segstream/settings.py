@@ -294,7 +294,11 @@ class WorkerSettings(BaseSettings):
     monitoring_interval_s: float = Field(default=10.0, gt=0)
     forecast_refresh_interval_s: float = Field(default=60.0, gt=0)
     # The most events one batch holds; smaller batches form by themselves at lower rates (streams.batching).
-    batch_size: int = Field(default=500, ge=1)
+    # 1000, not 500: at full load batches then average ~400 events instead of ~260, and a batch's fixed costs
+    # (two Lua calls, a produce request per partition) spread further. Measured in the bench on 2026-11-24,
+    # worker alone on the same input: 12.3-12.8k events/s at 1000 against 10.7-11.7k at 500; 2000 and 4000
+    # were no faster. Latency at low rates is unchanged: batches there are whatever arrived meanwhile.
+    batch_size: int = Field(default=1000, ge=1)
 
 
 class StackSettings(BaseSettings):
