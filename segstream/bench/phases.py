@@ -27,6 +27,7 @@ from segstream.bench.procs import (
     wait_result_file,
     watch_count,
 )
+from segstream.bench.redis_cost import RedisCostMeter
 from segstream.bench.workload import Workload
 from segstream.settings import Settings
 
@@ -166,6 +167,8 @@ def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
     """The real worker: sustained throughput over the pre-loaded events, then latency at a fixed rate."""
     from segstream.bench.latency import measure_latency
 
+    redis_meter = RedisCostMeter(ctx.settings.redis.url, ctx.settings.redis.client_kwargs())
+    redis_before = redis_meter.snapshot()
     child, port = start_worker(ctx, "worker", "main", f"{ctx.run_id}-worker", f"{ctx.run_id}:worker")
     try:
         sampler = Sampler(ctx, child, port)
@@ -179,6 +182,7 @@ def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
             "eps": window.eps,
             "seconds": window.t_end - window.t_first,
             "cpu_percent": sampler.cpu_percent(window),
+            "redis_cost": redis_meter.cost_since(redis_before, n),
             "rss_after_throughput": rss_mb(child.pid),
         }
         if latency_s > 0:
@@ -186,17 +190,20 @@ def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
             ctx.say(f"latency: offering {rate:,.0f} events/s for {latency_s:.0f}s")
             topics = ctx.topics("main")
             before, cpu_before = read_metrics(port, labelled=True) or {}, sampler.cpu_now()
+            redis_before = redis_meter.snapshot()
             out["latency"] = measure_latency(ctx.settings.kafka, topics["TRANSACTIONS"], topics["SCORED"],
                                              ctx.workload, rate, latency_s, ctx.run_id)  # fmt: skip
             # At this rate the broker and the load generator are busier than in the throughput phase (many
             # small fetches and record batches): say how the two cores were shared while latency was measured.
             out["latency"]["cpu_percent"] = cpu_percent_between(cpu_before, sampler.cpu_now())
             out["latency"]["batches"] = batch_profile(before, read_metrics(port, labelled=True) or {})
+            out["latency"]["redis_cost"] = redis_meter.cost_since(redis_before, int(out["latency"]["received"]))
         out["rss"] = rss_mb(child.pid)
         out["metrics"] = read_metrics(port) or {}
         return out
     finally:
         child.stop()
+        redis_meter.close()
 
 
 def run_two_workers(ctx: RunContext, produce: Callable[[str], float]) -> dict[str, Any]:

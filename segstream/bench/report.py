@@ -121,11 +121,21 @@ def _ceiling_note(details: dict[str, Any]) -> str:
 
 
 def _cpu_note(cpu: dict[str, float] | None, generator: float | None = None) -> str:
-    """"CPU: worker 92%, redis 57%, kafka 13%" (100% = one core), the load generator last when given."""
+    """The note ``CPU: worker 92%, redis 57%, kafka 13%`` (100% = one core), the load generator last when given."""
     shares = dict(cpu or {})
     if generator is not None:
         shares["load generator"] = generator
     return ("CPU: " + ", ".join(f"{name} {pct:.0f}%" for name, pct in shares.items())) if shares else ""
+
+
+def _redis_row(worker: dict[str, Any]) -> tuple[str, str, str]:
+    """Redis CPU per event at full speed and in the latency phase, with the Lua scripts' share."""
+    from segstream.bench.redis_cost import scripts_us_per_event
+
+    phases = [worker.get("redis_cost") or {}, (worker.get("latency") or {}).get("redis_cost") or {}]
+    cpu = " / ".join(_fmt(p.get("cpu_us_per_event"), ".0f") for p in phases) + " us"
+    lua = " / ".join(_fmt(scripts_us_per_event(p), ".0f") for p in phases)
+    return "Redis CPU per event", cpu, f"full speed / latency phase; in Lua scripts {lua} us"
 
 
 def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -147,6 +157,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
              _cpu_note(lat_detail.get("cpu_percent"), lat_detail.get("load_generator_cpu_percent"))]))),
         ("latency p50 / p95 / p99",
          " / ".join(_fmt(lat.get(k), ".1f") for k in LATENCY_KEYS) + " ms", f"p99 <= {TARGETS['p99_ms']:.0f} ms"),
+        _redis_row(worker),
         ("worker peak RSS", _fmt(report["worker_rss_mb"], ".0f", " MB"), f"<= {TARGETS['worker_rss_mb']:.0f} MB"),
         ("Redis bytes/customer", _fmt(report["redis_bytes_per_customer"], ",.0f", " B"),
          f"at {details['memory']['customers']:,} customers" if details.get("memory") else ""),

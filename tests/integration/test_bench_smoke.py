@@ -39,3 +39,6 @@ def test_quick_bench_reports_every_stable_key(tmp_path):
     details = report["details"]
     assert details["worker"]["metrics"]["segstream_dead_letters_total"] == 0
     assert details["worker"]["latency"]["received"] == details["worker"]["latency"]["sent"]
+    for phase in (details["worker"], details["worker"]["latency"]):  # what Redis spent per event, per phase
+        cost = phase["redis_cost"]
+        assert cost["cpu_us_per_event"] > 0 and cost["commands"]["evalsha"]["calls_per_event"] > 0

@@ -104,3 +104,15 @@ def test_the_notes_say_how_the_cores_were_shared_in_each_phase():
     # Runs that did not sample CPU (or JSON from before it was sampled) still render.
     plain = {name: n for name, _, n in report.rows(report.build(FULL))}
     assert plain["worker throughput"] == "" and plain["latency offered rate"] == "half throughput"
+
+
+def test_a_row_says_what_redis_spent_per_event_in_each_phase():
+    latency = {**LATENCY, "redis_cost": {"cpu_us_per_event": 81.4, "commands": {"evalsha": {"us_per_event": 70.2}}}}
+    worker = {**FULL["worker"], "latency": latency,
+              "redis_cost": {"cpu_us_per_event": 44.6, "commands": {"evalsha": {"us_per_event": 38.0},
+                                                                    "get": {"us_per_event": 0.4}}}}  # fmt: skip
+    rows = {name: (value, note) for name, value, note in report.rows(report.build({**FULL, "worker": worker}))}
+    assert rows["Redis CPU per event"] == ("45 / 81 us", "full speed / latency phase; in Lua scripts 38 / 70 us")
+    # Runs without the figures (INFO refused, or JSON from before they were taken) still render.
+    plain = {name: value for name, value, _ in report.rows(report.build(FULL))}
+    assert plain["Redis CPU per event"] == "- / - us"
