@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
-from segstream.models.customer_state import fold_events
+from segstream.models.customer_state import CustomerState, fold_events
+from segstream.models.events import validate_payload
+from segstream.models.features import DAY_MS
 from segstream.streams.state import RedisStateStore
 from tests.unit.streams.state_contract import (
+    T0,
     check_apply_is_idempotent_and_matches_batch,
     check_finalize_marks_done_and_counts_sales_once,
     random_events,
@@ -55,6 +60,63 @@ def test_lua_fold_equals_python_fold_including_pruning(make_store):
         days = [int(k.split(b":")[1]) for k in raw if k.startswith((b"d:", b"q:"))]
         last_day = int(raw[b"lt"]) // 86_400_000
         assert days and min(days) > last_day - 365
+        await store.close()
+
+    asyncio.run(run())
+
+
+# Events over ~3 years (so buckets go stale and late events land on stale days), a few customers (so a batch
+# holds several events of one customer, some on the same day), returns, and redeliveries of earlier ids.
+EDGE_DAYS = (0, 1, 29, 30, 31, 60, 89, 90, 91, 120, 364, 365, 366, 395, 455, 730, 731, 1095)
+DAY0 = T0 // DAY_MS * DAY_MS  # midnight UTC, so an offset's day is exactly its day number
+event_specs = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # customer
+        # days whose differences hit the window edges (30, 90, 365 days) and the retention horizon exactly
+        st.builds(lambda day, ms: day * DAY_MS + ms, st.sampled_from(EDGE_DAYS), st.integers(0, DAY_MS - 1)),
+        st.integers(-50_000, 200_000),  # cents
+        st.integers(0, 9),  # 0: a redelivery of an earlier event, if there is one
+    ),
+    min_size=10,
+    max_size=150,
+)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(specs=event_specs, batch=st.integers(1, 12))
+# a bucket exactly at the horizon when the next batch's event becomes the watermark: it must go
+@example(specs=[(0, 730 * DAY_MS, 500, 1), (0, 1095 * DAY_MS, 500, 1)], batch=1)
+def test_apply_replies_with_the_python_fold_after_every_batch(make_store, specs, batch):
+    """What apply returns per batch, and the day buckets it leaves, are the Python fold's, event for event."""
+
+    async def run():
+        store = make_store()
+        events = []
+        for i, (customer, offset, cents, redeliver) in enumerate(specs):
+            if redeliver == 0 and events:
+                events.append(events[(i * 7) % len(events)])
+                continue
+            payload = {"event_id": f"p{i}", "customer_id": f"C{customer}", "timestamp": DAY0 + offset,
+                       "amount": cents / 100}  # fmt: skip
+            events.append(validate_payload(payload))
+        states: dict[str, CustomerState] = {}
+        for start in range(0, len(events), batch):
+            chunk = events[start : start + batch]
+            result = await store.apply(chunk)
+            for e in chunk:
+                states.setdefault(e.customer_id, CustomerState()).add(e.event_id, e.ts_ms, e.amount_cents)
+            assert set(result.customers) == {e.customer_id for e in chunk}
+            for cid, view in result.customers.items():
+                assert dict(view.aggregates) == states[cid].aggregates(result.watermark_ms)
+        for cid, state in states.items():
+            raw = await store._redis.hgetall(store.keys.customer(cid))
+            stored = {}
+            for field_name, value in raw.items():
+                kind, _, day = field_name.decode().partition(":")
+                if day:
+                    stored.setdefault(int(day), [0, 0])["dq".index(kind)] = int(value)
+            assert stored == {day: bucket for day, bucket in state.days.items()}
         await store.close()
 
     asyncio.run(run())
