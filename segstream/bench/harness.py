@@ -36,6 +36,8 @@ class BenchConfig:
         partitions: Partitions of the input topics.
         latency_s: Seconds of fixed-rate offering for the latency percentiles (0 skips it).
         latency_rate: Offered events/s (default: half the measured worker throughput).
+        latency_sweep: Fractions of the measured throughput at which latency is measured again, each for
+            ``latency_s``, after the main point: where p99 meets its target and where it stops doing so.
         memory_customers: Customers loaded for Redis bytes per customer (0 skips it).
         two_workers: Also measure two workers in one group over the partitions, then check parity after a
             worker is killed mid-stream and another joins (segstream.bench.rebalance).
@@ -62,6 +64,7 @@ class BenchConfig:
     partitions: int = 4
     latency_s: float = 10.0
     latency_rate: float | None = None
+    latency_sweep: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)
     memory_customers: int = 1_000_000
     two_workers: bool = True
     train_events: int = 1_000_000
@@ -80,7 +83,8 @@ class BenchConfig:
     def quick(cls, **overrides: Any) -> BenchConfig:
         """A CI-sized run (well under a minute of measuring): small counts, no second worker."""
         base = {"events": 12_000, "customers": 1_500, "baseline_events": 1_000, "baseline_budget_s": 5.0,
-                "latency_s": 3.0, "memory_customers": 10_000, "two_workers": False, "train_events": 0}  # fmt: skip
+                "latency_s": 3.0, "latency_sweep": (), "memory_customers": 10_000, "two_workers": False,
+                "train_events": 0}  # fmt: skip
         return cls(**{**base, **overrides})
 
     @property
@@ -156,7 +160,9 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
             say(f"pre-loaded {len(workload):,} events ({rate:,.0f}/s); bare-faust ceiling ({config.ceiling_mode})")
             results["ceiling"] = phases.run_ceiling(ctx, config.ceiling_mode)
             say(f"ceiling {results['ceiling']['eps']:,.0f} events/s; worker")
-            results["worker"] = phases.run_worker(ctx, config.latency_s, config.latency_rate)
+            results["worker"] = phases.run_worker(
+                ctx, config.latency_s, config.latency_rate, latency_sweep=config.latency_sweep
+            )
             # The ceiling again, so the worker is bracketed by two and drift over the run shows in their spread.
             say(f"worker {results['worker']['eps']:,.0f} events/s; bare-faust ceiling again")
             results["ceiling_runs"] = [results["ceiling"], phases.run_ceiling(ctx, config.ceiling_mode, "ceiling-2")]

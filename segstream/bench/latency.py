@@ -38,7 +38,8 @@ def percentiles(latencies_ms: list[float]) -> dict[str, float | None]:
 
 
 async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Workload, rate: float,
-                   seconds: float, run_id: str, warmup_s: float, drain_s: float) -> dict[str, Any]:  # fmt: skip
+                   seconds: float, run_id: str, warmup_s: float, drain_s: float,
+                   first: int) -> dict[str, Any]:  # fmt: skip
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     # A short fetch wait: the embedded broker holds a multi-partition fetch for the whole wait even when
@@ -73,13 +74,14 @@ async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Wor
                             continue
                         value = orjson.loads(rec.value)
                         eid = value.get("event_id", "")
-                        if eid.startswith(prefix) and "bench_sent_ns" in value:
+                        # sent_at holds only this call's events: a late record of an earlier call is not one
+                        if eid in sent_at and "bench_sent_ns" in value:
                             received.setdefault(eid, (now_ns - int(value["bench_sent_ns"])) / 1e6)
 
         reader = asyncio.ensure_future(receive())
         cpu_before = time.process_time()
         started = time.perf_counter()
-        futures = await _offer(producer, source, workload, rate, total, run_id, sent_at, started)
+        futures = await _offer(producer, source, workload, rate, total, run_id, sent_at, started, first)
         offered_s = time.perf_counter() - started
         await asyncio.gather(*futures)
         try:
@@ -106,8 +108,11 @@ async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Wor
 
 
 async def _offer(producer: Any, topic: str, workload: Workload, rate: float, total: int, run_id: str,
-                 sent_at: dict[str, int], started: float) -> list[Any]:  # fmt: skip
+                 sent_at: dict[str, int], started: float, first: int = 0) -> list[Any]:  # fmt: skip
     """Produce ``total`` events at ``rate``: every ``SEND_TICK_S`` the events due so far, one batch per partition.
+
+    The events are follow-ups ``first`` to ``first + total - 1``, so successive calls send new event ids with
+    later timestamps; ``sent_at`` maps each id to its position in this call (0 for the first sent).
 
     One aiokafka ``send`` per event cost this process ~25 us of CPU, and the generator is a fourth busy
     process on the worker's two cores; a batch append costs a few. Each event carries the wall-clock time
@@ -127,7 +132,7 @@ async def _offer(producer: Any, topic: str, workload: Workload, rate: float, tot
         due_now = min(total, int((time.perf_counter() - started) * rate) + 1)
         groups: dict[int, list[tuple[bytes, bytes]]] = {}
         for j in range(i, due_now):
-            rec = follow_up_record(workload, j, run_id, start_ns + int(1e9 * j / rate))
+            rec = follow_up_record(workload, first + j, run_id, start_ns + int(1e9 * j / rate))
             sent_at[rec["event_id"]] = j
             key = str(rec["customer_id"]).encode()
             groups.setdefault(partition_of(key, partitions, partitions), []).append((key, orjson.dumps(rec)))
@@ -148,14 +153,18 @@ def measure_latency(
     run_id: str,
     warmup_s: float = 1.0,
     drain_s: float = 30.0,
+    first: int = 0,
 ) -> dict[str, Any]:
     """Offer ``rate`` events/s for ``seconds`` to ``source``; return percentiles of produce -> scored.
+
+    ``first`` is the index of the first follow-up event: a later call on the same topics passes the number
+    of events sent before it, so its events are new to the worker (not duplicates) and come later in event time.
 
     Returns:
         ``offered_rate_eps``, ``achieved_offer_eps``, ``sent``, ``received``, ``samples`` and
         ``latency_ms`` (``p50``, ``p95``, ``p99``, ``max``).
     """
-    coro = _measure(kafka, source, scored, workload, rate, seconds, run_id, warmup_s, drain_s)
+    coro = _measure(kafka, source, scored, workload, rate, seconds, run_id, warmup_s, drain_s, first)
     try:
         import uvloop
     except ImportError:

@@ -8,7 +8,7 @@ state. The worker is started through its CLI (``segstream worker``) with ``SEGST
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,8 +163,13 @@ def cpu_percent_between(
 
 
 def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
-               on_first: Callable[[Child], None] | None = None) -> dict[str, Any]:  # fmt: skip
-    """The real worker: sustained throughput over the pre-loaded events, then latency at a fixed rate."""
+               on_first: Callable[[Child], None] | None = None,
+               latency_sweep: Sequence[float] = ()) -> dict[str, Any]:  # fmt: skip
+    """The real worker: sustained throughput over the pre-loaded events, then latency at a fixed rate.
+
+    ``latency_sweep`` adds one more latency point per fraction of the measured throughput, lowest first,
+    after the main one: where p99 stands at other rates (``details.worker.latency_sweep``).
+    """
     from segstream.bench.latency import measure_latency
 
     redis_meter = RedisCostMeter(ctx.settings.redis.url, ctx.settings.redis.client_kwargs())
@@ -185,19 +190,31 @@ def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
             "redis_cost": redis_meter.cost_since(redis_before, n),
             "rss_after_throughput": rss_mb(child.pid),
         }
-        if latency_s > 0:
-            rate = latency_rate or max(1.0, window.eps / 2)
+        sent = 0
+
+        def latency_point(rate: float) -> dict[str, Any]:
+            nonlocal sent
             ctx.say(f"latency: offering {rate:,.0f} events/s for {latency_s:.0f}s")
             topics = ctx.topics("main")
             before, cpu_before = read_metrics(port, labelled=True) or {}, sampler.cpu_now()
             redis_before = redis_meter.snapshot()
-            out["latency"] = measure_latency(ctx.settings.kafka, topics["TRANSACTIONS"], topics["SCORED"],
-                                             ctx.workload, rate, latency_s, ctx.run_id)  # fmt: skip
+            point = measure_latency(ctx.settings.kafka, topics["TRANSACTIONS"], topics["SCORED"], ctx.workload,
+                                    rate, latency_s, ctx.run_id, first=sent)  # fmt: skip
+            sent += int(point["sent"])
             # At this rate the broker and the load generator are busier than in the throughput phase (many
             # small fetches and record batches): say how the two cores were shared while latency was measured.
-            out["latency"]["cpu_percent"] = cpu_percent_between(cpu_before, sampler.cpu_now())
-            out["latency"]["batches"] = batch_profile(before, read_metrics(port, labelled=True) or {})
-            out["latency"]["redis_cost"] = redis_meter.cost_since(redis_before, int(out["latency"]["received"]))
+            point["cpu_percent"] = cpu_percent_between(cpu_before, sampler.cpu_now())
+            point["batches"] = batch_profile(before, read_metrics(port, labelled=True) or {})
+            point["redis_cost"] = redis_meter.cost_since(redis_before, int(point["received"]))
+            return point
+
+        if latency_s > 0:
+            out["latency"] = latency_point(latency_rate or max(1.0, window.eps / 2))
+            if latency_sweep:
+                out["latency_sweep"] = [
+                    {"fraction_of_throughput": f, **latency_point(max(1.0, f * window.eps))}
+                    for f in sorted(latency_sweep)
+                ]
         out["rss"] = rss_mb(child.pid)
         out["metrics"] = read_metrics(port) or {}
         return out

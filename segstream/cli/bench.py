@@ -8,6 +8,24 @@ from typing import Any
 import click
 
 
+def _parse_fractions(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    """``0.1,0.2`` -> (0.1, 0.2); ``none`` or an empty string -> () (no sweep); None -> the config's default."""
+    if value is None:
+        return None
+    if value.strip().lower() in ("", "none"):
+        return ()
+    fractions = []
+    for part in value.split(","):
+        try:
+            fraction = float(part)
+        except ValueError:
+            raise click.BadParameter(f"{part.strip()!r} is not a number (example: 0.1,0.2,0.3)") from None
+        if not 0 < fraction <= 2:
+            raise click.BadParameter(f"{fraction} is not a fraction of throughput in (0, 2]")
+        fractions.append(fraction)
+    return tuple(fractions)
+
+
 @click.command()
 @click.option(
     "--events",
@@ -59,6 +77,14 @@ import click
     type=click.FloatRange(min=1),
     default=None,
     help="Offered events/s for latency (default: half the measured throughput).",
+)
+@click.option(
+    "--latency-sweep",
+    callback=_parse_fractions,
+    default=None,
+    metavar="FRACTIONS",
+    help="Measure latency again at these fractions of the measured throughput, comma-separated, each for "
+    "--latency-seconds ('none' skips).  [default: 0.1,0.2,0.3,0.4; --quick none]",
 )
 @click.option(
     "--train-events",

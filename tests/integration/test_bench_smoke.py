@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from click.testing import CliRunner
 
 from segstream.bench.report import LATENCY_KEYS, STABLE_KEYS
@@ -19,7 +20,8 @@ def _positive(value: object) -> bool:
 def test_quick_bench_reports_every_stable_key(tmp_path):
     out = tmp_path / "bench.json"
     args = ["bench", "--quick", "--events", "6000", "--customers", "800", "--baseline-events", "400",
-            "--latency-seconds", "2", "--memory-customers", "3000", "--json", str(out)]  # fmt: skip
+            "--latency-seconds", "2", "--latency-sweep", "0.1", "--memory-customers", "3000",
+            "--json", str(out)]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "worker / ceiling" in result.output
@@ -39,6 +41,10 @@ def test_quick_bench_reports_every_stable_key(tmp_path):
     details = report["details"]
     assert details["worker"]["metrics"]["segstream_dead_letters_total"] == 0
     assert details["worker"]["latency"]["received"] == details["worker"]["latency"]["sent"]
+    (swept,) = details["worker"]["latency_sweep"]  # a second latency point on the same worker, new events
+    assert swept["fraction_of_throughput"] == 0.1 and swept["received"] == swept["sent"] > 0
+    assert swept["offered_rate_eps"] == pytest.approx(0.1 * report["throughput_eps"])
+    assert details["worker"]["metrics"]["segstream_duplicates_total"] == 0
     for phase in (details["worker"], details["worker"]["latency"]):  # what Redis spent per event, per phase
         cost = phase["redis_cost"]
         assert cost["cpu_us_per_event"] > 0 and cost["commands"]["evalsha"]["calls_per_event"] > 0

@@ -52,6 +52,33 @@ def test_quick_with_overrides_and_json(captured, tmp_path):
     assert json.loads(Path(out).read_text()) == {"throughput_eps": 1.0}
 
 
+@pytest.mark.parametrize(
+    ("given", "sweep"),
+    [(["--latency-sweep", "0.3,0.1"], (0.3, 0.1)), (["--latency-sweep", "none"], ()), ([], (0.1, 0.2, 0.3, 0.4))],
+)
+def test_the_latency_sweep_takes_fractions_of_throughput(captured, given, sweep):
+    result = CliRunner().invoke(cli, ["bench", *given])
+    assert result.exit_code == 0, result.output
+    assert captured[0].latency_sweep == sweep
+
+
+def test_quick_runs_no_sweep_unless_asked(captured):
+    assert CliRunner().invoke(cli, ["bench", "--quick"]).exit_code == 0
+    assert CliRunner().invoke(cli, ["bench", "--quick", "--latency-sweep", "0.2"]).exit_code == 0
+    assert [c.latency_sweep for c in captured] == [(), (0.2,)]
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("0.1,abc", "'abc' is not a number"), ("0.1,0", "0.0 is not a fraction"), ("5", "5.0 is not a fraction"),
+     ("nan", "nan is not a fraction")],
+)  # fmt: skip
+def test_a_bad_sweep_is_a_clear_error_before_anything_runs(captured, value, says):
+    result = CliRunner().invoke(cli, ["bench", "--latency-sweep", value])
+    assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
+    assert captured == []
+
+
 def test_naive_events_default():
     assert BenchConfig(events=100_000).naive_events == 10_000
     assert BenchConfig(events=2000).naive_events == 1000

@@ -86,6 +86,21 @@ def test_offer_ships_one_batch_per_partition_per_tick():
     assert len(producer.shipped) <= 4 * ticks  # not one request per event
 
 
+def test_a_later_call_sends_new_events_later_in_event_time():
+    producer, first_sent, later_sent = _Producer(room=10_000), {}, {}
+
+    async def go():
+        await _offer(producer, "in", _workload(), 2000.0, 30, "run", first_sent, time.perf_counter())
+        await _offer(producer, "in", _workload(), 2000.0, 30, "run", later_sent, time.perf_counter(), first=30)
+
+    asyncio.run(go())
+    values = [orjson.loads(v) for _, _, batch in producer.shipped for _, v in batch]
+    assert len({v["event_id"] for v in values}) == 60  # no id repeats, so the worker sees no duplicates
+    by_id = {v["event_id"]: v["timestamp"] for v in values}
+    assert min(by_id[e] for e in later_sent) > max(by_id[e] for e in first_sent)
+    assert sorted(later_sent.values()) == list(range(30))  # positions within the call: the warm-up cut applies
+
+
 def test_percentiles_of_nothing_and_of_samples():
     assert percentiles([]) == {"p50": None, "p95": None, "p99": None, "max": None}
     out = percentiles([float(i) for i in range(1, 101)])

@@ -116,3 +116,26 @@ def test_a_row_says_what_redis_spent_per_event_in_each_phase():
     # Runs without the figures (INFO refused, or JSON from before they were taken) still render.
     plain = {name: value for name, value, _ in report.rows(report.build(FULL))}
     assert plain["Redis CPU per event"] == "- / - us"
+
+
+def _sweep_point(fraction: float, rate: float, p99: float) -> dict:
+    return {"fraction_of_throughput": fraction, "offered_rate_eps": rate,
+            "latency_ms": {"p50": p99 / 2, "p95": p99 * 0.8, "p99": p99, "max": p99 * 1.5}}  # fmt: skip
+
+
+def test_the_sweep_row_gives_p99_per_rate_and_the_highest_rate_within_the_target():
+    sweep = [_sweep_point(0.1, 1000, 79.1), _sweep_point(0.2, 2000, 90.4), _sweep_point(0.3, 3000, 98.2),
+             _sweep_point(0.4, 4000, 178.8)]  # fmt: skip
+    worker = {**FULL["worker"], "latency_sweep": sweep}
+    rows = {name: (value, note) for name, value, note in report.rows(report.build({**FULL, "worker": worker}))}
+    assert rows["p99 by offered rate (ev/s)"] == (
+        "1,000: 79 · 2,000: 90 · 3,000: 98 · 4,000: 179 ms",
+        "highest with p99 <= 100 ms: 3,000 ev/s (0.30 of throughput)",
+    )
+    worker["latency_sweep"] = [_sweep_point(0.1, 1000, 120.0)]
+    rows = {name: note for name, _, note in report.rows(report.build({**FULL, "worker": worker}))}
+    assert rows["p99 by offered rate (ev/s)"] == "no swept rate met p99 <= 100 ms"
+    # Without a sweep (or with points that got no samples) there is no row.
+    worker["latency_sweep"] = [{"fraction_of_throughput": 0.1, "offered_rate_eps": 1000, "latency_ms": {"p99": None}}]
+    assert "p99 by offered rate (ev/s)" not in {n for n, _, _ in report.rows(report.build({**FULL, "worker": worker}))}
+    assert "p99 by offered rate (ev/s)" not in {n for n, _, _ in report.rows(report.build(FULL))}
