@@ -150,6 +150,8 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
             ctx = phases.RunContext(run_id, work_dir, settings, models_root, bundle, workload, config.partitions,
                                     config.uvloop, stack_pids, config.fetch_max_wait_ms, say)  # fmt: skip
             tags = ["main", "two", "rebalance"] if config.two_workers else ["main"]
+            sweep = config.latency_sweep if config.latency_s > 0 else ()
+            tags += [phases.sweep_tag(k) for k in range(len(sweep))]
             names = [name for tag in tags for name in ctx.topics(tag).values()]
             names += [ctx.topics("main")["SCORED"] + ".naive", ctx.topics("main")["SEGMENT_CHANGES"] + ".naive"]
             ensure_topics(settings.kafka, names, partitions=config.partitions)
@@ -160,9 +162,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
             say(f"pre-loaded {len(workload):,} events ({rate:,.0f}/s); bare-faust ceiling ({config.ceiling_mode})")
             results["ceiling"] = phases.run_ceiling(ctx, config.ceiling_mode)
             say(f"ceiling {results['ceiling']['eps']:,.0f} events/s; worker")
-            results["worker"] = phases.run_worker(
-                ctx, config.latency_s, config.latency_rate, latency_sweep=config.latency_sweep
-            )
+            results["worker"] = phases.run_worker(ctx, config.latency_s, config.latency_rate)
             # The ceiling again, so the worker is bracketed by two and drift over the run shows in their spread.
             say(f"worker {results['worker']['eps']:,.0f} events/s; bare-faust ceiling again")
             results["ceiling_runs"] = [results["ceiling"], phases.run_ceiling(ctx, config.ceiling_mode, "ceiling-2")]
@@ -170,6 +170,12 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
                 f"{config.naive_events:,} events")  # fmt: skip
             results["baseline"] = phases.run_baseline(ctx, config.naive_events, config.baseline_budget_s)
             say(f"baseline {results['baseline']['eps']:,.0f} events/s")
+            latency = results["worker"].get("latency")
+            if sweep and latency:
+                say(f"latency sweep at {', '.join(f'{f:g}' for f in sorted(sweep))} of the worker's throughput")
+                results["worker"]["latency_sweep"] = phases.run_latency_sweep(
+                    ctx, sweep, results["worker"]["eps"], config.latency_s, first=int(latency["sent"])
+                )
             if config.two_workers:
                 say("two workers in one group")
                 results["two_workers"] = phases.run_two_workers(

@@ -32,6 +32,8 @@ from segstream.bench.workload import Workload
 from segstream.settings import Settings
 
 PROCESSED = "segstream_events_processed_total"
+# The Redis key prefix of the measured worker (and of the latency-sweep workers that continue its state).
+WORKER_PREFIX = "{}:worker"
 # Seconds a phase may take once its first event was consumed, per 1000 events (plus a floor).
 _SECONDS_PER_1000 = 5.0
 
@@ -163,18 +165,11 @@ def cpu_percent_between(
 
 
 def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
-               on_first: Callable[[Child], None] | None = None,
-               latency_sweep: Sequence[float] = ()) -> dict[str, Any]:  # fmt: skip
-    """The real worker: sustained throughput over the pre-loaded events, then latency at a fixed rate.
-
-    ``latency_sweep`` adds one more latency point per fraction of the measured throughput, lowest first,
-    after the main one: where p99 stands at other rates (``details.worker.latency_sweep``).
-    """
-    from segstream.bench.latency import measure_latency
-
+               on_first: Callable[[Child], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The real worker: sustained throughput over the pre-loaded events, then latency at a fixed rate."""
     redis_meter = RedisCostMeter(ctx.settings.redis.url, ctx.settings.redis.client_kwargs())
     redis_before = redis_meter.snapshot()
-    child, port = start_worker(ctx, "worker", "main", f"{ctx.run_id}-worker", f"{ctx.run_id}:worker")
+    child, port = start_worker(ctx, "worker", "main", f"{ctx.run_id}-worker", WORKER_PREFIX.format(ctx.run_id))
     try:
         sampler = Sampler(ctx, child, port)
         if on_first is not None:
@@ -190,37 +185,69 @@ def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
             "redis_cost": redis_meter.cost_since(redis_before, n),
             "rss_after_throughput": rss_mb(child.pid),
         }
-        sent = 0
-
-        def latency_point(rate: float) -> dict[str, Any]:
-            nonlocal sent
-            ctx.say(f"latency: offering {rate:,.0f} events/s for {latency_s:.0f}s")
-            topics = ctx.topics("main")
-            before, cpu_before = read_metrics(port, labelled=True) or {}, sampler.cpu_now()
-            redis_before = redis_meter.snapshot()
-            point = measure_latency(ctx.settings.kafka, topics["TRANSACTIONS"], topics["SCORED"], ctx.workload,
-                                    rate, latency_s, ctx.run_id, first=sent)  # fmt: skip
-            sent += int(point["sent"])
-            # At this rate the broker and the load generator are busier than in the throughput phase (many
-            # small fetches and record batches): say how the two cores were shared while latency was measured.
-            point["cpu_percent"] = cpu_percent_between(cpu_before, sampler.cpu_now())
-            point["batches"] = batch_profile(before, read_metrics(port, labelled=True) or {})
-            point["redis_cost"] = redis_meter.cost_since(redis_before, int(point["received"]))
-            return point
-
         if latency_s > 0:
-            out["latency"] = latency_point(latency_rate or max(1.0, window.eps / 2))
-            if latency_sweep:
-                out["latency_sweep"] = [
-                    {"fraction_of_throughput": f, **latency_point(max(1.0, f * window.eps))}
-                    for f in sorted(latency_sweep)
-                ]
+            rate = latency_rate or max(1.0, window.eps / 2)
+            out["latency"] = _latency_point(ctx, "main", sampler, redis_meter, rate, latency_s, first=0)
         out["rss"] = rss_mb(child.pid)
         out["metrics"] = read_metrics(port) or {}
         return out
     finally:
         child.stop()
         redis_meter.close()
+
+
+def sweep_tag(k: int) -> str:
+    """The topic set (see :meth:`RunContext.topics`) of the ``k``-th latency-sweep point."""
+    return f"sweep{k}"
+
+
+def run_latency_sweep(ctx: RunContext, fractions: Sequence[float], throughput_eps: float, latency_s: float,
+                      first: int) -> list[dict[str, Any]]:  # fmt: skip
+    """Latency again at each fraction of ``throughput_eps``, lowest first: where p99 stands at other rates.
+
+    Each point gets its own topics and a fresh worker on the main worker's Redis state (warm, as in the main
+    latency phase): on the embedded broker a topic that has taken many small record batches makes every
+    fetch slower (see segstream.bench.latency), so points measured one after another on the same topics
+    would measure that decay instead. Follow-up events continue from ``first``: new ids, later timestamps.
+    """
+    points: list[dict[str, Any]] = []
+    redis_meter = RedisCostMeter(ctx.settings.redis.url, ctx.settings.redis.client_kwargs())
+    try:
+        for k, fraction in enumerate(sorted(fractions)):
+            tag = sweep_tag(k)
+            child, port = start_worker(ctx, f"worker-{tag}", tag, f"{ctx.run_id}-{tag}",
+                                       WORKER_PREFIX.format(ctx.run_id))  # fmt: skip
+            try:
+                wait_assigned([(child, port)], timeout=90)
+                sampler = Sampler(ctx, child, port)
+                rate = max(1.0, fraction * throughput_eps)
+                point = _latency_point(ctx, tag, sampler, redis_meter, rate, latency_s, first)
+                first += int(point["sent"])
+                points.append({"fraction_of_throughput": fraction, **point})
+            finally:
+                child.stop()
+    finally:
+        redis_meter.close()
+    return points
+
+
+def _latency_point(ctx: RunContext, tag: str, sampler: Sampler, redis_meter: RedisCostMeter, rate: float,
+                   seconds: float, first: int) -> dict[str, Any]:  # fmt: skip
+    """Offer ``rate`` events/s to the ``tag`` topics' worker: latency percentiles, CPU, batches, Redis cost."""
+    from segstream.bench.latency import measure_latency
+
+    ctx.say(f"latency: offering {rate:,.0f} events/s for {seconds:.0f}s")
+    topics = ctx.topics(tag)
+    before, cpu_before = read_metrics(sampler.port, labelled=True) or {}, sampler.cpu_now()
+    redis_before = redis_meter.snapshot()
+    point = measure_latency(ctx.settings.kafka, topics["TRANSACTIONS"], topics["SCORED"], ctx.workload, rate,
+                            seconds, ctx.run_id, first=first)  # fmt: skip
+    # At this rate the broker and the load generator are busier than in the throughput phase (many small
+    # fetches and record batches): say how the two cores were shared while latency was measured.
+    point["cpu_percent"] = cpu_percent_between(cpu_before, sampler.cpu_now())
+    point["batches"] = batch_profile(before, read_metrics(sampler.port, labelled=True) or {})
+    point["redis_cost"] = redis_meter.cost_since(redis_before, int(point["received"]))
+    return point
 
 
 def run_two_workers(ctx: RunContext, produce: Callable[[str], float]) -> dict[str, Any]:
