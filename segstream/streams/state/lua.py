@@ -10,6 +10,11 @@ from __future__ import annotations
 from segstream.models.customer_state import BUCKET_RETENTION_DAYS
 from segstream.models.features import DAY_MS, WINDOWS_DAYS
 
+# The apply's fast path (cached window sums, rolled forward) serves a customer whose sums were cached at most
+# this many days before today and whose latest event moves at most this many days: it reads 6 fields per day
+# of gap, where the full pass reads every stored day.
+FAST_GAP_DAYS = 4
+
 # Shared helpers: parse a customer hash and build the reply row (the aggregates in AGGREGATE_FIELDS order,
 # then sg sp sn sv sa).
 _HELPERS = f"""
@@ -82,6 +87,7 @@ APPLY = (
     _HELPERS
     + f"""
 local NW = {len(WINDOWS_DAYS)}
+local FAST_GAP = {FAST_GAP_DAYS}
 """
     + """
 local floor, byte, sub = math.floor, string.byte, string.sub
@@ -112,40 +118,136 @@ local lows = {}
 for w = 1, NW do lows[w] = as_of_day - WINDOWS[w] end
 local cut = as_of_day - RETENTION
 local customers = {}
+-- The fields that decide the path (lt, wd, wc, p, r), the other fields every reply needs, then the cached
+-- window sums (w1..w<2NW>: net cents per window, then purchases per window, as of day wd, valid while wc is
+-- the customer's p + r, i.e. no event was added without updating them).
+local KEEP = {'lt', 'wd', 'wc', 'p', 'r', 'ft', 'fp', 'lp', 'g', 'n', 'rc', 'sg', 'sp', 'sn', 'sv', 'sa'}
+local DECIDE = 5
+local REST = {}
+for k = DECIDE + 1, #KEEP do REST[#REST + 1] = KEEP[k] end
+local NREST = #REST
+for k = 1, 2 * NW do REST[NREST + k] = 'w' .. k end
 for _, cid in ipairs(order) do
   local key = root .. ':c:' .. cid
   local list = pending[cid]
-  -- the new events per day; the stored buckets of those days are added in the pass below
+  -- the new events per day; the stored buckets of those days are added below
   local net, qty, touched = {}, {}, {}
+  local batch_lt
   for j = 1, #list, 2 do
     local cents = list[j + 1]
     local day = floor(list[j] / DAY_MS)
     if not net[day] then net[day] = 0; touched[#touched + 1] = day end
     net[day] = net[day] + cents
     if cents >= 0 then qty[day] = (qty[day] or 0) + 1 end
+    if not batch_lt or list[j] > batch_lt then batch_lt = list[j] end
   end
-  local flat = redis.call('HGETALL', key)
-  local h, sums, maybe_stale = {}, {}, {}
-  for k = 1, 2 * NW do sums[k] = 0 end
-  for i = 1, #flat, 2 do
-    local f = flat[i]
-    if byte(f, 2) == 58 then  -- 'd:<day>' (net cents) or 'q:<day>' (purchases); byte compares, no patterns
-      local day, v = tonumber(sub(f, 3)), tonumber(flat[i + 1])
-      local offset = byte(f, 1) == 100 and 0 or NW
-      if day <= cut then maybe_stale[#maybe_stale + 1] = f; maybe_stale[#maybe_stale + 1] = day end
-      if net[day] then
-        if offset == 0 then net[day] = net[day] + v else qty[day] = (qty[day] or 0) + v end
-      else
-        for w = 1, NW do
-          if day > lows[w] then sums[offset + w] = sums[offset + w] + v end
+  -- Fast path: the cached sums are rolled from wd to today by subtracting the few days that left each window,
+  -- and only the fixed fields and the touched days are read. Only when the cache is valid and little changed
+  -- (today at most FAST_GAP days after wd, the latest event at most FAST_GAP days later); otherwise the full
+  -- pass below reads every stored day. Five fields decide, so the full pass pays one small HMGET more.
+  local first = redis.call('HMGET', key, 'lt', 'wd', 'wc', 'p', 'r')
+  local h, sums, stale = {}, {}, {}
+  for k = 1, DECIDE do if first[k] then h[KEEP[k]] = first[k] end end
+  local old_lt = tonumber(h['lt'])
+  local new_lt = old_lt
+  if batch_lt and (not new_lt or batch_lt > new_lt) then new_lt = batch_lt end
+  local wd, fast = tonumber(h['wd']), false
+  if not old_lt then
+    fast, wd = true, as_of_day
+  elseif wd and tonumber(h['wc']) == tonumber(h['p'] or 0) + tonumber(h['r'] or 0)
+      and as_of_day - wd <= FAST_GAP and floor(new_lt / DAY_MS) - floor(old_lt / DAY_MS) <= FAST_GAP then
+    fast = true
+  end
+  if fast then
+    local got = {}
+    if old_lt then  -- a new customer has nothing stored to read
+      local names = {unpack(REST)}
+      for _, day in ipairs(touched) do
+        names[#names + 1] = 'd:' .. fmt(day); names[#names + 1] = 'q:' .. fmt(day)
+      end
+      got = redis.call('HMGET', key, unpack(names))
+      for k = 1, NREST do if got[k] then h[REST[k]] = got[k] end end
+    end
+    for k = 1, 2 * NW do sums[k] = tonumber(got[NREST + k]) or 0 end
+    for t, day in ipairs(touched) do
+      local stored_net, stored_qty = tonumber(got[#REST + 2 * t - 1]), tonumber(got[#REST + 2 * t])
+      for w = 1, NW do
+        if day > lows[w] then
+          sums[w] = sums[w] + net[day]
+          sums[NW + w] = sums[NW + w] + (qty[day] or 0)
         end
       end
-    else h[f] = flat[i + 1] end
+      if stored_net then net[day] = net[day] + stored_net end
+      if stored_qty then qty[day] = (qty[day] or 0) + stored_qty end
+    end
+    if old_lt and as_of_day > wd then
+      local leaving, window_of = {}, {}
+      for w = 1, NW do
+        for day = wd - WINDOWS[w] + 1, as_of_day - WINDOWS[w] do
+          leaving[#leaving + 1] = 'd:' .. fmt(day); leaving[#leaving + 1] = 'q:' .. fmt(day)
+          window_of[#window_of + 1] = w
+        end
+      end
+      if #leaving > 0 then
+        local old = redis.call('HMGET', key, unpack(leaving))
+        for i, w in ipairs(window_of) do
+          -- the stored value before this batch: a new event on a leaving day is outside the window anyway
+          local d, q = tonumber(old[2 * i - 1]), tonumber(old[2 * i])
+          if d then sums[w] = sums[w] - d end
+          if q then sums[NW + w] = sums[NW + w] - q end
+        end
+      end
+    end
+    if old_lt then
+      for day = floor(old_lt / DAY_MS) - RETENTION + 1, floor(new_lt / DAY_MS) - RETENTION do
+        stale[#stale + 1] = 'd:' .. fmt(day); stale[#stale + 1] = 'q:' .. fmt(day)
+      end
+    end
+  else
+    -- Full pass: window sums, the touched days' stored values and stale-day candidates in one visit of each
+    -- stored field. A day counts in window w when day > lows[w]; stale days are at or below the customer's
+    -- horizon, which is at or below cut: only those few are looked at twice.
+    local flat = redis.call('HGETALL', key)
+    local maybe_stale = {}
+    h = {}
+    for k = 1, 2 * NW do sums[k] = 0 end
+    for i = 1, #flat, 2 do
+      local f = flat[i]
+      if byte(f, 2) == 58 then  -- 'd:<day>' (net cents) or 'q:<day>' (purchases); byte compares, no patterns
+        local day, v = tonumber(sub(f, 3)), tonumber(flat[i + 1])
+        local offset = byte(f, 1) == 100 and 0 or NW
+        if day <= cut then maybe_stale[#maybe_stale + 1] = f; maybe_stale[#maybe_stale + 1] = day end
+        if net[day] then
+          if offset == 0 then net[day] = net[day] + v else qty[day] = (qty[day] or 0) + v end
+        else
+          for w = 1, NW do
+            if day > lows[w] then sums[offset + w] = sums[offset + w] + v end
+          end
+        end
+      else h[f] = flat[i + 1] end
+    end
+    if new_lt then
+      local horizon = floor(new_lt / DAY_MS) - RETENTION
+      for k = 1, #maybe_stale, 2 do
+        if maybe_stale[k + 1] <= horizon then stale[#stale + 1] = maybe_stale[k] end
+      end
+      -- the touched days were left out of the pass: their stored + new values count below
+      for _, day in ipairs(touched) do
+        if day > horizon then
+          for w = 1, NW do
+            if day > lows[w] then
+              sums[w] = sums[w] + net[day]
+              sums[NW + w] = sums[NW + w] + (qty[day] or 0)
+            end
+          end
+        end
+      end
+    end
   end
-  local lt = tonumber(h['lt'])
   local args
   if #list > 0 then
     local ft, fp, lp = tonumber(h['ft']), tonumber(h['fp']), tonumber(h['lp'])
+    local lt = tonumber(h['lt'])
     local n, p, g = tonumber(h['n'] or 0), tonumber(h['p'] or 0), tonumber(h['g'] or 0)
     local r, rc = tonumber(h['r'] or 0), tonumber(h['rc'] or 0)
     for j = 1, #list, 2 do
@@ -165,35 +267,27 @@ for _, cid in ipairs(order) do
     end
     h['ft'], h['lt'], h['n'], h['p'], h['g'] = fmt(ft), fmt(lt), fmt(n), fmt(p), fmt(g)
     h['r'], h['rc'] = fmt(r), fmt(rc)
-    args = {'ft', h['ft'], 'lt', h['lt'], 'n', h['n'], 'p', h['p'], 'g', h['g'], 'r', h['r'], 'rc', h['rc']}
+    args = {'ft', h['ft'], 'lt', h['lt'], 'n', h['n'], 'p', h['p'], 'g', h['g'], 'r', h['r'], 'rc', h['rc'],
+            'wd', fmt(as_of_day), 'wc', fmt(p + r)}
+    for k = 1, 2 * NW do args[#args + 1] = REST[NREST + k]; args[#args + 1] = fmt(sums[k]) end
     if fp then
       h['fp'], h['lp'] = fmt(fp), fmt(lp)
       args[#args + 1] = 'fp'; args[#args + 1] = h['fp']
       args[#args + 1] = 'lp'; args[#args + 1] = h['lp']
     end
-  end
-  if lt then
-    -- Day buckets that no window as of T >= the latest event can reach: dropped (a new event's day that is
-    -- already stale is never written).
+    -- Day buckets that no window as of T >= the latest event can reach are dropped (a new event's day that
+    -- is already stale is never written).
     local horizon = floor(lt / DAY_MS) - RETENTION
     for _, day in ipairs(touched) do
       if day > horizon then
         args[#args + 1] = 'd:' .. fmt(day); args[#args + 1] = fmt(net[day])
         if qty[day] then args[#args + 1] = 'q:' .. fmt(day); args[#args + 1] = fmt(qty[day]) end
-        for w = 1, NW do
-          if day > lows[w] then
-            sums[w] = sums[w] + net[day]
-            sums[NW + w] = sums[NW + w] + (qty[day] or 0)
-          end
-        end
       end
     end
-    if args then redis.call('HSET', key, unpack(args)) end
-    local stale = {}
-    for k = 1, #maybe_stale, 2 do
-      if maybe_stale[k + 1] <= horizon then stale[#stale + 1] = maybe_stale[k] end
-    end
-    if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+    redis.call('HSET', key, unpack(args))
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  if new_lt then
     customers[#customers + 1] = cid
     customers[#customers + 1] = aggregate_row(h, sums)
   end
