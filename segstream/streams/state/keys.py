@@ -1,7 +1,9 @@
 """The Redis key layout, version 1. Pinned by a golden test: change it only with a new version.
 
 ``{prefix}:v1:c:{customer}``  hash: the fold (ft lt fp lp p g n r rc, day buckets ``d:<day>`` net cents and
-                              ``q:<day>`` purchases) and the segment record (sg sp sn sv sa)
+                              ``q:<day>`` purchases), the segment record (sg sp sn sv sa) and apply's cache of
+                              the window sums (w1..w6 as of day wd, valid while wc = p + r; added fields, so a
+                              hash without them is still version 1 and gets them on its next apply)
 ``{prefix}:v1:e:{event_id}``  string with a TTL: "1" applied, "2" done (the dedupe marker)
 ``{prefix}:v1:h:{customer}``  list: the latest segment changes as JSON, newest first
 ``{prefix}:v1:sales``         hash: ``<day>:total`` and ``<day>:segment:<id>`` streamed sales in cents
