@@ -127,6 +127,14 @@ local REST = {}
 for k = DECIDE + 1, #KEEP do REST[#REST + 1] = KEEP[k] end
 local NREST = #REST
 for k = 1, 2 * NW do REST[NREST + k] = 'w' .. k end
+local function add_to_windows(sums, day, cents, count)
+  for w = 1, NW do
+    if day > lows[w] then
+      sums[w] = sums[w] + cents
+      sums[NW + w] = sums[NW + w] + count
+    end
+  end
+end
 for _, cid in ipairs(order) do
   local key = root .. ':c:' .. cid
   local list = pending[cid]
@@ -171,12 +179,7 @@ for _, cid in ipairs(order) do
     for k = 1, 2 * NW do sums[k] = tonumber(got[NREST + k]) or 0 end
     for t, day in ipairs(touched) do
       local stored_net, stored_qty = tonumber(got[#REST + 2 * t - 1]), tonumber(got[#REST + 2 * t])
-      for w = 1, NW do
-        if day > lows[w] then
-          sums[w] = sums[w] + net[day]
-          sums[NW + w] = sums[NW + w] + (qty[day] or 0)
-        end
-      end
+      add_to_windows(sums, day, net[day], qty[day] or 0)
       if stored_net then net[day] = net[day] + stored_net end
       if stored_qty then qty[day] = (qty[day] or 0) + stored_qty end
     end
@@ -233,14 +236,7 @@ for _, cid in ipairs(order) do
       end
       -- the touched days were left out of the pass: their stored + new values count below
       for _, day in ipairs(touched) do
-        if day > horizon then
-          for w = 1, NW do
-            if day > lows[w] then
-              sums[w] = sums[w] + net[day]
-              sums[NW + w] = sums[NW + w] + (qty[day] or 0)
-            end
-          end
-        end
+        if day > horizon then add_to_windows(sums, day, net[day], qty[day] or 0) end
       end
     end
   end
