@@ -111,8 +111,8 @@ for i = 1, #ev, 4 do
   end
 end
 redis.call('SET', root .. ':wm', fmt(wm))
--- A day counts in window w when day > lows[w]. Stale days are at or below the customer's horizon, which is
--- at or below cut (its latest event is no later than the watermark): only those few are looked at twice.
+-- A day counts in window w when day > lows[w]. A customer's horizon (its latest event's day - RETENTION) is
+-- at or below cut, since its latest event is no later than the watermark.
 local as_of_day = floor(wm / DAY_MS)
 local lows = {}
 for w = 1, NW do lows[w] = as_of_day - WINDOWS[w] end
@@ -153,12 +153,14 @@ for _, cid in ipairs(order) do
   -- and only the fixed fields and the touched days are read. Only when the cache is valid and little changed
   -- (today at most FAST_GAP days after wd, the latest event at most FAST_GAP days later); otherwise the full
   -- pass below reads every stored day. Five fields decide, so the full pass pays one small HMGET more.
-  local first = redis.call('HMGET', key, 'lt', 'wd', 'wc', 'p', 'r')
+  local first = redis.call('HMGET', key, unpack(KEEP, 1, DECIDE))
   local h, sums, stale = {}, {}, {}
   for k = 1, DECIDE do if first[k] then h[KEEP[k]] = first[k] end end
   local old_lt = tonumber(h['lt'])
   local new_lt = old_lt
   if batch_lt and (not new_lt or batch_lt > new_lt) then new_lt = batch_lt end
+  -- Day buckets at or below the horizon are out of every window as of any T >= the latest event: dropped.
+  local horizon = new_lt and floor(new_lt / DAY_MS) - RETENTION
   local wd, fast = tonumber(h['wd']), false
   if not old_lt then
     fast, wd = true, as_of_day
@@ -202,14 +204,14 @@ for _, cid in ipairs(order) do
       end
     end
     if old_lt then
-      for day = floor(old_lt / DAY_MS) - RETENTION + 1, floor(new_lt / DAY_MS) - RETENTION do
+      for day = floor(old_lt / DAY_MS) - RETENTION + 1, horizon do
         stale[#stale + 1] = 'd:' .. fmt(day); stale[#stale + 1] = 'q:' .. fmt(day)
       end
     end
   else
     -- Full pass: window sums, the touched days' stored values and stale-day candidates in one visit of each
-    -- stored field. A day counts in window w when day > lows[w]; stale days are at or below the customer's
-    -- horizon, which is at or below cut: only those few are looked at twice.
+    -- stored field. Stale days are at or below the horizon, which is at or below cut: only those few are
+    -- looked at twice.
     local flat = redis.call('HGETALL', key)
     local maybe_stale = {}
     h = {}
@@ -230,7 +232,6 @@ for _, cid in ipairs(order) do
       else h[f] = flat[i + 1] end
     end
     if new_lt then
-      local horizon = floor(new_lt / DAY_MS) - RETENTION
       for k = 1, #maybe_stale, 2 do
         if maybe_stale[k + 1] <= horizon then stale[#stale + 1] = maybe_stale[k] end
       end
@@ -243,13 +244,11 @@ for _, cid in ipairs(order) do
   local args
   if #list > 0 then
     local ft, fp, lp = tonumber(h['ft']), tonumber(h['fp']), tonumber(h['lp'])
-    local lt = tonumber(h['lt'])
     local n, p, g = tonumber(h['n'] or 0), tonumber(h['p'] or 0), tonumber(h['g'] or 0)
     local r, rc = tonumber(h['r'] or 0), tonumber(h['rc'] or 0)
     for j = 1, #list, 2 do
       local ts, cents = list[j], list[j + 1]
       if not ft or ts < ft then ft = ts end
-      if not lt or ts > lt then lt = ts end
       n = n + cents
       if cents >= 0 then
         p = p + 1
@@ -261,7 +260,7 @@ for _, cid in ipairs(order) do
         rc = rc - cents
       end
     end
-    h['ft'], h['lt'], h['n'], h['p'], h['g'] = fmt(ft), fmt(lt), fmt(n), fmt(p), fmt(g)
+    h['ft'], h['lt'], h['n'], h['p'], h['g'] = fmt(ft), fmt(new_lt), fmt(n), fmt(p), fmt(g)
     h['r'], h['rc'] = fmt(r), fmt(rc)
     args = {'ft', h['ft'], 'lt', h['lt'], 'n', h['n'], 'p', h['p'], 'g', h['g'], 'r', h['r'], 'rc', h['rc'],
             'wd', fmt(as_of_day), 'wc', fmt(p + r)}
@@ -271,9 +270,7 @@ for _, cid in ipairs(order) do
       args[#args + 1] = 'fp'; args[#args + 1] = h['fp']
       args[#args + 1] = 'lp'; args[#args + 1] = h['lp']
     end
-    -- Day buckets that no window as of T >= the latest event can reach are dropped (a new event's day that
-    -- is already stale is never written).
-    local horizon = floor(lt / DAY_MS) - RETENTION
+    -- a new event's day that is already at or below the horizon is never written
     for _, day in ipairs(touched) do
       if day > horizon then
         args[#args + 1] = 'd:' .. fmt(day); args[#args + 1] = fmt(net[day])
