@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 SCORING_BATCHES: tuple[int, ...] = (1, 10, 100, 500, 5000)
 REDIS_BATCHES: tuple[int, ...] = (1, 10, 100, 500, 2000)
@@ -134,7 +135,8 @@ def redis_state(url: str, client_kwargs: dict[str, Any], prefix: str, budget_s: 
 
 
 def json_codec(values: Sequence[bytes], budget_s: float = 0.4) -> dict[str, float]:
-    """Messages per second for ``json.loads``, ``parse_event`` and the scored payload encode."""
+    """Messages per second for ``json.loads``, ``orjson.loads`` (what ``parse_event`` decodes with),
+    ``parse_event`` (decode and validate) and the scored payload encode."""
     from segstream.models.events import parse_event
     from segstream.streams.outputs import scored_payload
 
@@ -145,6 +147,11 @@ def json_codec(values: Sequence[bytes], budget_s: float = 0.4) -> dict[str, floa
     def loads(i: int) -> int:
         for v in sample[(i * 1000) % n : (i * 1000) % n + 1000]:
             json.loads(v)
+        return min(1000, n - (i * 1000) % n)
+
+    def orjson_loads(i: int) -> int:
+        for v in sample[(i * 1000) % n : (i * 1000) % n + 1000]:
+            orjson.loads(v)
         return min(1000, n - (i * 1000) % n)
 
     def parse(i: int) -> int:
@@ -160,6 +167,7 @@ def json_codec(values: Sequence[bytes], budget_s: float = 0.4) -> dict[str, floa
 
     return {
         "json_loads_per_s": _rate(loads, budget_s),
+        "orjson_loads_per_s": _rate(orjson_loads, budget_s),
         "parse_event_per_s": _rate(parse, budget_s),
         "scored_encode_per_s": _rate(encode, budget_s),
         "bytes_per_message": sum(len(v) for v in sample) / n if n else 0.0,

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -35,9 +34,11 @@ _OPTIONAL_TEXT = ("currency", "channel", "category")
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """A validated transaction event.
+
+    A tuple, not a frozen dataclass: one is built per consumed event, and the dataclass's ``__init__`` (six
+    ``object.__setattr__`` calls) cost 0.7 us of the 2.4 us validation took; the tuple costs ~0.2 us.
 
     Attributes:
         event_id: Unique id; the dedupe key.
@@ -115,14 +116,30 @@ def _nested_too_deep(payload: object, limit: int = MAX_NESTING) -> bool:
 
 def validate_payload(payload: dict[str, Any]) -> Event:
     """Validate an already decoded event object (see :func:`parse_event`)."""
-    # This runs once per event on the worker's hot path: the helpers take the value rather than the payload,
-    # and test concrete types (``isinstance(x, A | B)`` builds a union object per call).
+    # This runs once per event on the worker's hot path. Each field is checked inline for the common, valid
+    # shape (exact types: decoders build plain str/int/float); anything else goes to the helper that either
+    # accepts it after all or raises with the reason. Measured: 2.4 -> ~1.2 us per event with the tuple.
     get = payload.get
-    event_id = _identifier(get("event_id"), "event_id")
-    customer_id = _identifier(get("customer_id"), "customer_id")
-    ts_ms = parse_timestamp(get("timestamp"))
-    amount = _number(get("amount"), "amount", required=True)
-    _number(get("quantity"), "quantity", required=False)
+    event_id = get("event_id")
+    if not (type(event_id) is str and 0 < len(event_id) <= MAX_ID_LENGTH and event_id.isprintable()
+            and " " not in event_id):  # fmt: skip
+        event_id = _identifier(event_id, "event_id")
+    customer_id = get("customer_id")
+    if not (type(customer_id) is str and 0 < len(customer_id) <= MAX_ID_LENGTH and customer_id.isprintable()
+            and " " not in customer_id):  # fmt: skip
+        customer_id = _identifier(customer_id, "customer_id")
+    ts_ms = get("timestamp")
+    if not (type(ts_ms) is int and MIN_TIMESTAMP_MS <= ts_ms < MAX_TIMESTAMP_MS):
+        ts_ms = parse_timestamp(ts_ms)
+    amount = get("amount")
+    if (type(amount) is float or type(amount) is int) and -MAX_ABS_AMOUNT <= amount <= MAX_ABS_AMOUNT:
+        amount = float(amount)
+    else:
+        amount = _number(amount, "amount", required=True)
+    quantity = get("quantity")
+    if not (quantity is None or ((type(quantity) is int or type(quantity) is float)
+                                 and -MAX_ABS_AMOUNT <= quantity <= MAX_ABS_AMOUNT)):  # fmt: skip
+        _number(quantity, "quantity", required=False)
     for name in _OPTIONAL_TEXT:
         value = get(name)
         if value is not None and not (isinstance(value, str) and len(value) <= MAX_ID_LENGTH):

@@ -33,9 +33,11 @@ def test_feature_rows_are_distinct_and_finite():
 
 def test_json_codec_rates():
     out = micro.json_codec(make_workload(300, 50, seed=4, run_id="j").values, budget_s=0.02)
-    assert set(out) == {"json_loads_per_s", "parse_event_per_s", "scored_encode_per_s", "bytes_per_message"}
+    assert set(out) == {
+        "json_loads_per_s", "orjson_loads_per_s", "parse_event_per_s", "scored_encode_per_s", "bytes_per_message"
+    }  # fmt: skip
+    # Rates only: which codec is faster is the benchmark's to report, not a test's to assert.
     assert all(v > 0 for v in out.values())
-    assert out["json_loads_per_s"] > out["parse_event_per_s"]  # validation costs something
 
 
 def test_rate_counts_items_per_second():

@@ -10,7 +10,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segstream.models.errors import EventValidationError
-from segstream.models.events import MAX_EVENT_BYTES, is_valid_customer_id, parse_event, parse_timestamp
+from segstream.models.events import (
+    _OPTIONAL_TEXT,
+    MAX_EVENT_BYTES,
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
+    Event,
+    _identifier,
+    _number,
+    is_valid_customer_id,
+    parse_event,
+    parse_timestamp,
+    validate_payload,
+)
+from segstream.models.features import to_cents
 
 GOOD = {"event_id": "e1", "customer_id": "C001", "timestamp": "2025-03-01T10:15:00+01:00", "amount": 12.5}
 
@@ -83,6 +96,56 @@ def test_random_field_values_either_parse_or_fail_cleanly(overrides):
     except EventValidationError:
         return
     assert is_valid_customer_id(event.customer_id)
+
+
+def _validate_by_the_helpers(payload: dict[str, object]) -> Event:
+    """validate_payload before its inline fast path: every field through its helper, in the same order."""
+    get = payload.get
+    event_id = _identifier(get("event_id"), "event_id")
+    customer_id = _identifier(get("customer_id"), "customer_id")
+    ts_ms = parse_timestamp(get("timestamp"))
+    amount = _number(get("amount"), "amount", required=True)
+    _number(get("quantity"), "quantity", required=False)
+    for name in _OPTIONAL_TEXT:
+        value = get(name)
+        if value is not None and not (isinstance(value, str) and len(value) <= 128):
+            raise EventValidationError(f"field '{name}': expected a string of at most 128 chars")
+    store = get("store_id")
+    if store is not None and not ((isinstance(store, str) and len(store) <= 128) or type(store) is int):
+        raise EventValidationError("field 'store_id': expected a string or an integer")
+    return Event(event_id, customer_id, ts_ms, amount, to_cents(amount), payload)  # type: ignore[arg-type]
+
+
+_FIELDS = ("event_id", "customer_id", "timestamp", "amount", "quantity", "currency", "channel", "category", "store_id")
+_TIMESTAMP_EDGES = (MIN_TIMESTAMP_MS - 1, MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS - 1, MAX_TIMESTAMP_MS)
+_AMOUNT_EDGES = (10**9, -(10**9), 10**9 + 1)
+_edge_values = (
+    st.none()
+    | st.booleans()
+    | st.text(max_size=4)
+    | st.sampled_from(["", "a b", "a\tb", "x" * 128, "x" * 129])
+    | st.integers(-(10**20), 10**20)
+    | st.sampled_from(_TIMESTAMP_EDGES + _AMOUNT_EDGES)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.lists(st.integers(), max_size=2)
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(fields=st.dictionaries(st.sampled_from(_FIELDS), _edge_values))
+def test_the_inline_fast_path_agrees_with_the_field_helpers(fields):
+    payload = {**GOOD, "timestamp": MIN_TIMESTAMP_MS, **fields}
+    try:
+        expected: Event | str = _validate_by_the_helpers(payload)
+    except EventValidationError as exc:
+        expected = str(exc)
+    try:
+        got: Event | str = validate_payload(payload)
+    except EventValidationError as exc:
+        got = str(exc)
+    assert got == expected
+    if isinstance(got, Event):
+        assert type(got.amount) is float and type(got.ts_ms) is int
 
 
 def test_customer_id_rule():
