@@ -35,7 +35,7 @@ from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
 from segstream.streams.heap import settle_heap
 from segstream.streams.monitoring import WorkerStats, monitoring_record
 from segstream.streams.outputs import OutputBatch, Record, dumps, send_partition_batches
-from segstream.streams.pipeline import BatchProcessor, PipelineConfig, RawRecord
+from segstream.streams.pipeline import BatchProcessor, ConsumedRecord, PipelineConfig
 from segstream.streams.state import StateStore, open_store
 from segstream.streams.sweep import sweep_once
 from segstream.streams.web import WebContext, start_web
@@ -248,9 +248,7 @@ def create_worker(
         stats.gc.install()
 
         async def handle(events: Sequence[Any]) -> Awaitable[None]:
-            messages = [e.message for e in events]
-            batch = [RawRecord(m.value, m.key, m.topic, m.partition, m.offset) for m in messages]
-            return await _start_or_die(runtime, batch)
+            return await _start_or_die(runtime, [e.message for e in events])
 
         try:
             await consume_in_batches(stream, w.batch_size, handle, on_failure=_exit_on_batch_loop_failure)
@@ -332,7 +330,7 @@ def _exit_on_batch_loop_failure(exc: BaseException | None) -> None:
     os._exit(EXIT_UNRECOVERABLE)
 
 
-async def _start_or_die(runtime: WorkerRuntime, batch: list[RawRecord]) -> Awaitable[None]:
+async def _start_or_die(runtime: WorkerRuntime, batch: list[ConsumedRecord]) -> Awaitable[None]:
     """Start a batch; the returned task finishes it. Any failure in either phase ends the process."""
     try:
         finishing = await runtime.processor.start(batch)
@@ -343,7 +341,7 @@ async def _start_or_die(runtime: WorkerRuntime, batch: list[RawRecord]) -> Await
     return asyncio.ensure_future(_finish_or_die(finishing, batch))
 
 
-async def _finish_or_die(finishing: Awaitable[Any], batch: list[RawRecord]) -> None:
+async def _finish_or_die(finishing: Awaitable[Any], batch: list[ConsumedRecord]) -> None:
     try:
         await finishing
     except asyncio.CancelledError:
@@ -352,7 +350,7 @@ async def _finish_or_die(finishing: Awaitable[Any], batch: list[RawRecord]) -> N
         _die(batch)
 
 
-def _die(batch: list[RawRecord]) -> NoReturn:
+def _die(batch: list[ConsumedRecord]) -> NoReturn:
     first, last = batch[0], batch[-1]
     log.critical(
         "unrecoverable error processing %d events (%s[%d]@%d .. %s[%d]@%d); exiting WITHOUT committing "

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from segstream.models.errors import EventValidationError
 from segstream.models.events import Event, parse_event
@@ -57,9 +57,25 @@ log = logging.getLogger("segstream.worker")
 UNSCORED_SEGMENT = -1
 
 
+class ConsumedRecord(Protocol):
+    """What the pipeline reads of one consumed message. faust's own ``Message`` has these attributes, so the
+    worker hands its messages over as they are instead of copying each into a :class:`RawRecord`."""
+
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
 class RawRecord(NamedTuple):
-    """One consumed message as the broker delivered it (a tuple: one is built per event, and a frozen
-    dataclass's ``__init__`` costs ~3x as much)."""
+    """One consumed message as the broker delivered it, built by hand (tests, tools): a tuple, as a frozen
+    dataclass's ``__init__`` costs ~3x as much."""
 
     value: bytes | None
     key: bytes | None
@@ -133,7 +149,7 @@ class BatchProcessor:
         self._unfinalized: dict[str, SegmentRecord] = {}
         self._finishing: asyncio.Task[BatchResult] | None = None
 
-    async def process(self, records: Sequence[RawRecord]) -> BatchResult:
+    async def process(self, records: Sequence[ConsumedRecord]) -> BatchResult:
         """Process one batch; when this returns, its state is written and its outputs delivered.
 
         Raises:
@@ -142,7 +158,7 @@ class BatchProcessor:
         """
         return await (await self.start(records))
 
-    async def start(self, records: Sequence[RawRecord]) -> asyncio.Task[BatchResult]:
+    async def start(self, records: Sequence[ConsumedRecord]) -> asyncio.Task[BatchResult]:
         """Run a batch's first phase; return the task that delivers and finalizes it (after the previous one).
 
         The batch may be acknowledged once the task has returned. Raises like :meth:`process`, from here or
@@ -257,7 +273,7 @@ class BatchProcessor:
 
     async def _finish(
         self,
-        records: Sequence[RawRecord],
+        records: Sequence[ConsumedRecord],
         out: OutputBatch,
         batch: Finalization | None,
         result: BatchResult,
@@ -279,8 +295,10 @@ class BatchProcessor:
             for cid, record in batch.segments.items():
                 if self._unfinalized.get(cid) is record:  # a later batch may have decided again meanwhile
                     del self._unfinalized[cid]
-        for rec in records:
-            self.stats.note_offsets(rec.topic, rec.partition, rec.offset)
+        # A batch's records are in offset order per partition: the last of each is its highest.
+        last = {(rec.topic, rec.partition): rec.offset for rec in records}
+        for (topic, partition), offset in last.items():
+            self.stats.note_offsets(topic, partition, offset)
         result.seconds = clock() - started
         self.stats.batches += 1
         self.stats.processed += result.scored
