@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from segstream.bench.procs import main_thread_sched, sched_percent
 from segstream.settings import Settings
 
 
@@ -82,12 +83,14 @@ class Counter:
     first_batch: int = 0
     t_first: float = 0.0
     t_last: float = 0.0
+    sched_first: tuple[float, float] = (0.0, 0.0)  # this process's main thread at the first event
 
     def add(self, n: int) -> bool:
         """Record ``n`` more consumed events; True once ``expect`` is reached."""
         now = time.perf_counter()
         if self.events == 0:
             self.t_first, self.first_batch = now, n
+            self.sched_first = main_thread_sched(os.getpid())
         self.events += n
         self.t_last = now
         over_budget = self.budget_s is not None and now - self.t_first >= self.budget_s
@@ -102,7 +105,10 @@ class Counter:
 
 def finish(counter: Counter, result_file: Path, extra: dict[str, Any] | None = None) -> None:
     """Write the result and leave at once (the group is per run, so a clean leave is not needed)."""
-    data = {**asdict(counter), "eps": counter.eps, "pid": os.getpid(), **(extra or {})}
+    seconds = time.perf_counter() - counter.t_first
+    main_thread = sched_percent(counter.sched_first, main_thread_sched(os.getpid()), seconds)
+    data = {**asdict(counter), "eps": counter.eps, "pid": os.getpid(), "main_thread_percent": main_thread,
+            **(extra or {})}  # fmt: skip
     tmp = result_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, result_file)

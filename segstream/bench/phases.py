@@ -20,9 +20,11 @@ from segstream.bench.procs import (
     consumer_lag,
     cpu_seconds,
     free_port,
+    main_thread_sched,
     module_command,
     read_metrics,
     rss_mb,
+    sched_percent,
     segstream_command,
     wait_result_file,
     watch_count,
@@ -130,6 +132,7 @@ class Sampler:
         self.child, self.port = child, port
         self.pids = {"worker": child.pid, **ctx.stack_pids}
         self.samples: list[tuple[float, float, dict[str, float]]] = []
+        self.sched: list[tuple[float, float]] = []  # the worker's main thread, one per sample
         self.on_first: Callable[[], None] | None = None
 
     def __call__(self) -> float | None:
@@ -141,6 +144,7 @@ class Sampler:
             self.on_first()
             self.on_first = None
         self.samples.append((time.perf_counter(), count, {k: cpu_seconds(p) for k, p in self.pids.items()}))
+        self.sched.append(main_thread_sched(self.child.pid))
         return count
 
     def cpu_percent(self, window: CountWindow) -> dict[str, float]:
@@ -150,6 +154,15 @@ class Sampler:
             return {}
         (t0, _, c0), (t1, _, c1) = inside[0], inside[-1]
         return cpu_percent_between((t0, c0), (t1, c1))
+
+    def main_thread_percent(self, window: CountWindow) -> dict[str, float]:
+        """The worker's main thread between the window's first and last poll: shares on a CPU and waiting."""
+        inside = [i for i, s in enumerate(self.samples) if window.t_first - 0.2 <= s[0] <= window.t_end + 0.2]
+        if len(inside) < 2:
+            return {}
+        first, last = inside[0], inside[-1]
+        seconds = self.samples[last][0] - self.samples[first][0]
+        return sched_percent(self.sched[first], self.sched[last], seconds)
 
     def cpu_now(self) -> tuple[float, dict[str, float]]:
         """(now, CPU seconds so far of each process), for :func:`cpu_percent_between`."""
@@ -182,6 +195,7 @@ def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
             "eps": window.eps,
             "seconds": window.t_end - window.t_first,
             "cpu_percent": sampler.cpu_percent(window),
+            "main_thread_percent": sampler.main_thread_percent(window),
             "redis_cost": redis_meter.cost_since(redis_before, n),
             "rss_after_throughput": rss_mb(child.pid),
         }

@@ -52,6 +52,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def main_thread_sched(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process's main thread so far.
+
+    From ``/proc/<pid>/schedstat`` (the thread-group leader's); (0, 0) when it is gone or not on Linux. The
+    main thread runs the event loop, faust's per-event work and the pipeline: time it spends runnable but
+    waiting is CPU taken by the broker and Redis sharing the machine.
+    """
+    try:
+        on_cpu, waiting = Path(f"/proc/{pid}/schedstat").read_text().split()[:2]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
+
+
+def sched_percent(before: tuple[float, float], after: tuple[float, float], seconds: float) -> dict[str, float]:
+    """``on_cpu`` and ``runqueue`` shares (100 = the whole interval) between two :func:`main_thread_sched` reads."""
+    if seconds <= 0 or after == (0.0, 0.0):
+        return {}
+    return {"on_cpu": 100 * (after[0] - before[0]) / seconds, "runqueue": 100 * (after[1] - before[1]) / seconds}
+
+
 def rss_mb(pid: int) -> dict[str, float]:
     """Current (``VmRSS``) and peak (``VmHWM``) resident memory of a process in MB (empty when gone)."""
     out: dict[str, float] = {}

@@ -116,8 +116,20 @@ def _fmt(value: float | None, spec: str = ",.0f", unit: str = "") -> str:
 
 
 def _ceiling_note(details: dict[str, Any]) -> str:
-    runs = [r.get("eps") for r in details.get("ceiling_runs") or []]
-    return "mean of " + " (before) and ".join(_fmt(eps) for eps in runs) + " (after)" if len(runs) == 2 else ""
+    ceilings = details.get("ceiling_runs") or []
+    runs = [r.get("eps") for r in ceilings]
+    note = "mean of " + " (before) and ".join(_fmt(eps) for eps in runs) + " (after)" if len(runs) == 2 else ""
+    return "; ".join(filter(None, [note, _main_thread_note([r.get("main_thread_percent") for r in ceilings])]))
+
+
+def _main_thread_note(shares: list[dict[str, float] | None]) -> str:
+    """``main thread on CPU 89%, waiting for one 8%`` (several runs joined with ``/``); empty when unknown."""
+    known = [s for s in shares if s]
+    if not known:
+        return ""
+    on_cpu = " / ".join(f"{s['on_cpu']:.0f}" for s in known)
+    waiting = " / ".join(f"{s['runqueue']:.0f}" for s in known)
+    return f"main thread on CPU {on_cpu}%, waiting for one {waiting}%"
 
 
 def _cpu_note(cpu: dict[str, float] | None, generator: float | None = None) -> str:
@@ -162,7 +174,9 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     two = details.get("two_workers") or {}
     worker = details.get("worker") or {}
     out = [
-        ("worker throughput", _fmt(report["throughput_eps"], unit=" ev/s"), _cpu_note(worker.get("cpu_percent"))),
+        ("worker throughput", _fmt(report["throughput_eps"], unit=" ev/s"),
+         "; ".join(filter(None, [_cpu_note(worker.get("cpu_percent")),
+                                 _main_thread_note([worker.get("main_thread_percent")])]))),
         ("bare-faust ceiling", _fmt(report["faust_ceiling_eps"], unit=" ev/s"), _ceiling_note(details)),
         ("worker / ceiling", _fmt(report["ceiling_ratio"], ".2f"), f">= {TARGETS['ceiling_ratio']}"),
         ("naive baseline", _fmt(report["baseline_eps"], unit=" ev/s"), ""),

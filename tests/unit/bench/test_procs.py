@@ -16,8 +16,10 @@ from segstream.bench.procs import (
     batch_profile,
     cpu_seconds,
     free_port,
+    main_thread_sched,
     read_metrics,
     rss_mb,
+    sched_percent,
     wait_result_file,
     watch_count,
 )
@@ -46,6 +48,22 @@ def test_proc_readings_of_this_process():
     mem = rss_mb(os.getpid())
     assert 0 < mem["rss_mb"] <= mem["peak_rss_mb"]
     assert rss_mb(2**22 + 12345) == {} and cpu_seconds(2**22 + 12345) == 0.0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"), reason="needs Linux schedstat")
+def test_main_thread_scheduling_counts_time_on_a_cpu_and_none_for_a_gone_process():
+    import time
+
+    before, started = main_thread_sched(os.getpid()), time.perf_counter()
+    while time.perf_counter() - started < 0.2:  # busy: this thread wants a CPU the whole time
+        pass
+    after = main_thread_sched(os.getpid())
+    shares = sched_percent(before, after, time.perf_counter() - started)
+    assert after[0] > before[0] and after[1] >= before[1]
+    # On a CPU or waiting for one covers the busy interval (a little slack for the reads themselves).
+    assert 90 <= shares["on_cpu"] + shares["runqueue"] <= 110
+    assert main_thread_sched(2**22 + 12345) == (0.0, 0.0)
+    assert sched_percent(before, (0.0, 0.0), 1.0) == {} and sched_percent(before, after, 0.0) == {}
 
 
 class _Metrics(BaseHTTPRequestHandler):

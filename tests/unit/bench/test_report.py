@@ -101,6 +101,13 @@ def test_the_notes_say_how_the_cores_were_shared_in_each_phase():
     assert notes["latency offered rate"] == (
         "half throughput; CPU: worker 72%, kafka 38%, redis 33%, load generator 16%"
     )
+    # The main thread's scheduling: the worker's, and each ceiling run's.
+    sched = {"on_cpu": 88.6, "runqueue": 7.9}
+    ceilings = [{"eps": 7000.0, "main_thread_percent": {"on_cpu": 95.2, "runqueue": 0.4}}, {"eps": 9000.0}]
+    notes = {name: n for name, _, n in report.rows(report.build({
+        **FULL, "worker": {**worker, "main_thread_percent": sched}, "ceiling_runs": ceilings}))}  # fmt: skip
+    assert notes["worker throughput"].endswith("; main thread on CPU 89%, waiting for one 8%")
+    assert notes["bare-faust ceiling"].endswith("(after); main thread on CPU 95%, waiting for one 0%")
     # Runs that did not sample CPU (or JSON from before it was sampled) still render.
     plain = {name: n for name, _, n in report.rows(report.build(FULL))}
     assert plain["worker throughput"] == "" and plain["latency offered rate"] == "half throughput"
