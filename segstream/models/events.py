@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
@@ -151,6 +151,27 @@ def validate_payload(payload: dict[str, Any]) -> Event:
     ):
         raise EventValidationError("field 'store_id': expected a string or an integer")
     return Event(event_id, customer_id, ts_ms, amount, to_cents(amount), payload)
+
+
+def check_not_ahead(event: Event, now_ms: int, max_ahead_ms: int) -> Event:
+    """``event`` unless its time is more than ``max_ahead_ms`` after ``now_ms`` (the consumer's clock).
+
+    The contract accepts any time up to 2100, but one purchase stamped years ahead (a unit or year typo)
+    would move the stream's watermark there: every customer would then be scored as of that day, and the
+    inactivity sweep would move all of them at once. Such an event is rejected instead; ``now_ms`` is passed
+    in so this stays a pure function.
+
+    Raises:
+        EventValidationError: naming the timestamp, how far ahead it is and the limit.
+    """
+    if event.ts_ms - now_ms <= max_ahead_ms:
+        return event
+    ahead_h = (event.ts_ms - now_ms) / 3_600_000
+    when = (_EPOCH + timedelta(milliseconds=event.ts_ms)).isoformat(timespec="milliseconds")
+    raise EventValidationError(
+        f"field 'timestamp': {when} is {ahead_h:,.1f} hours ahead of the worker's clock "
+        f"(at most {max_ahead_ms / 3_600_000:g} hours are accepted)"
+    )
 
 
 def parse_timestamp(value: object) -> int:

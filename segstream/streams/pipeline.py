@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from segstream.models.errors import EventValidationError
-from segstream.models.events import Event, parse_event
+from segstream.models.events import Event, check_not_ahead, parse_event
 from segstream.models.features import day_index
 from segstream.streams.bundle_watch import ActiveModel, ModelHolder
 from segstream.streams.evaluate import days_to_ms, evaluate
@@ -95,6 +95,8 @@ class PipelineConfig:
         hysteresis: Evaluations a new segment must hold before it is emitted (>= 1).
         inactivity_threshold_days: The sweep re-scores a customer once the watermark has moved this far
             past the customer's last evaluation with no new event.
+        max_future_skew_s: Events timed more than this after the worker's clock are dead-lettered (they
+            would drag the watermark ahead for everyone); 0 accepts any time the contract allows.
     """
 
     scored_topic: str = "transactions.scored"
@@ -102,6 +104,7 @@ class PipelineConfig:
     dead_letters_topic: str = "dead-letters"
     hysteresis: int = 1
     inactivity_threshold_days: float = 90.0
+    max_future_skew_s: float = 86_400.0
 
 
 @dataclass
@@ -170,10 +173,15 @@ class BatchProcessor:
         out = OutputBatch(self.producer)
         result = BatchResult(events=len(records))
         events: list[Event] = []
+        skew_ms = int(cfg.max_future_skew_s * 1000)
+        now_ms = int(time.time() * 1000)  # one clock reading per batch
         for rec in records:
             try:
                 raw = rec.value if rec.value is not None else b""
-                events.append(parse_event(raw))
+                event = parse_event(raw)
+                if skew_ms and event.ts_ms - now_ms > skew_ms:
+                    check_not_ahead(event, now_ms, skew_ms)  # raises with the reason
+                events.append(event)
             # parse_event rejects nesting deeper than MAX_NESTING; RecursionError stays a safety net, as one
             # such message would otherwise kill every batch it lands in, restart after restart.
             except (EventValidationError, RecursionError) as exc:

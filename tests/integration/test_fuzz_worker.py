@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segstream.models.errors import EventValidationError
-from segstream.models.events import MAX_EVENT_BYTES, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, parse_event
+from segstream.models.events import (
+    MAX_EVENT_BYTES,
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
+    check_not_ahead,
+    parse_event,
+)
+from segstream.settings import WorkerSettings
 from segstream.streams.outputs import MAX_DEAD_LETTER_RAW
 from tests.integration.conftest import StackHandle
 from tests.integration.faults_support import (
@@ -135,9 +143,11 @@ def _drawn_corpus(examples: int = 400) -> list[tuple[str, bytes | None, bytes | 
 
 
 def _classify(value: bytes | None) -> tuple[bool, str | None]:
-    """(good, event_id) by the event contract, which includes the nesting limit."""
+    """(good, event_id) by the event contract, which includes the nesting limit, and by the worker's limit on
+    how far ahead of its clock an event may be (drawn timestamps reach past 2100; none is near the limit)."""
+    skew_ms = int(WorkerSettings().max_future_skew_s * 1000)
     try:
-        event = parse_event(value if value is not None else b"")
+        event = check_not_ahead(parse_event(value if value is not None else b""), int(time.time() * 1000), skew_ms)
     except EventValidationError:
         return False, None
     return True, event.event_id

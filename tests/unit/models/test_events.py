@@ -18,6 +18,7 @@ from segstream.models.events import (
     Event,
     _identifier,
     _number,
+    check_not_ahead,
     is_valid_customer_id,
     parse_event,
     parse_timestamp,
@@ -146,6 +147,17 @@ def test_the_inline_fast_path_agrees_with_the_field_helpers(fields):
     assert got == expected
     if isinstance(got, Event):
         assert type(got.amount) is float and type(got.ts_ms) is int
+
+
+def test_an_event_up_to_the_limit_ahead_passes_and_one_beyond_it_says_how_far_ahead_it_is():
+    event = parse_event(_bytes({**GOOD, "timestamp": 1_800_000_000_000}))
+    assert check_not_ahead(event, 1_800_000_000_000 - 86_400_000, 86_400_000) is event
+    with pytest.raises(EventValidationError) as err:
+        check_not_ahead(event, 1_800_000_000_000 - 86_400_001, 86_400_000)
+    assert str(err.value) == (
+        "field 'timestamp': 2027-01-15T08:00:00.000+00:00 is 24.0 hours ahead of the worker's clock "
+        "(at most 24 hours are accepted)"
+    )
 
 
 def test_customer_id_rule():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 
 import pytest
 import redis.exceptions
@@ -119,6 +120,30 @@ def test_bad_input_is_dead_lettered_with_reason_and_source_and_good_events_aroun
     assert [s["event_id"] for s in proc.producer.values("transactions.scored")] == [f"g{i}" for i in range(len(BAD))]
     # a dead letter is valid JSON even though the input had NaN in it
     assert all(isinstance(d["error"], str) for d in dead)
+
+
+def test_an_event_dated_past_the_allowed_skew_is_dead_lettered_and_leaves_the_watermark_alone():
+    now_ms = int(time.time() * 1000)
+    near, far = now_ms + 3_600_000, now_ms + 3 * 86_400_000  # an hour ahead; three days ahead
+    values = [
+        json.dumps({"event_id": "past", "customer_id": "a", "timestamp": T0, "amount": 5.0}).encode(),
+        json.dumps({"event_id": "near", "customer_id": "b", "timestamp": near, "amount": 5.0}).encode(),
+        json.dumps({"event_id": "far", "customer_id": "c", "timestamp": far, "amount": 5.0}).encode(),
+    ]
+
+    async def go(**cfg):
+        proc = processor(**cfg)
+        return proc, await proc.process(records(*values)), await proc.store.watermark()
+
+    proc, result, watermark = run(go(max_future_skew_s=86_400))
+    assert (result.scored, result.dead_letters) == (2, 1)
+    assert watermark == near
+    [letter] = proc.producer.values("dead-letters")
+    assert "hours ahead of the worker's clock (at most 24 hours are accepted)" in letter["error"]
+    assert letter["error"].startswith("field 'timestamp': ") and json.loads(letter["raw"])["event_id"] == "far"
+    # 0 turns the check off: the contract alone decides.
+    proc, result, watermark = run(go(max_future_skew_s=0))
+    assert (result.scored, result.dead_letters, watermark) == (3, 0, far)
 
 
 def test_duplicates_in_and_across_batches_are_skipped_and_change_nothing():
@@ -267,14 +292,15 @@ def test_starting_batches_before_the_previous_finalized_decides_exactly_as_one_a
             row.append(event(f"e{b}-{i}", cid, day))
         values.append(row)
 
+    # Up to 2,560 days after T0 (2025): past today's clock, so the future-skew check is off here.
     async def one_at_a_time():
-        proc = processor(hysteresis=hold)
+        proc = processor(hysteresis=hold, max_future_skew_s=0)
         for row in values:
             await proc.process(records(*row))
         return _outcome(proc), await _decisions(proc, proc.store, ["a", "b", "c"])
 
     async def all_in_flight():
-        proc = processor(hysteresis=hold)
+        proc = processor(hysteresis=hold, max_future_skew_s=0)
         finishing = [await proc.start(records(*row)) for row in values]  # none awaited yet
         assert proc._unfinalized  # decided, not finalized: the next batches read these
         results = [await f for f in finishing]
