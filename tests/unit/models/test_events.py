@@ -174,8 +174,10 @@ def test_customer_id_rule_is_printable_and_no_whitespace_of_any_kind(value):
 
 
 @settings(max_examples=200, deadline=None)
-@given(amount=st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.booleans() | st.none(),
-       quantity=st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.booleans() | st.text(max_size=3))
+@given(
+    amount=st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.booleans() | st.none(),
+    quantity=st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.booleans() | st.text(max_size=3),
+)
 def test_amount_and_quantity_are_finite_numbers_within_bounds(amount, quantity):
     raw = json.dumps({**GOOD, "amount": amount, "quantity": quantity}, allow_nan=True)
     ok = all(
