@@ -147,20 +147,25 @@ class Sampler:
         self.sched.append(main_thread_sched(self.child.pid))
         return count
 
+    def _window_ends(self, window: CountWindow) -> tuple[int, int] | None:
+        """Indices of the first and last poll within the window (None with fewer than two)."""
+        inside = [i for i, s in enumerate(self.samples) if window.t_first - 0.2 <= s[0] <= window.t_end + 0.2]
+        return (inside[0], inside[-1]) if len(inside) >= 2 else None
+
     def cpu_percent(self, window: CountWindow) -> dict[str, float]:
         """CPU use of each process (100 = one core) between the window's first and last poll."""
-        inside = [s for s in self.samples if window.t_first - 0.2 <= s[0] <= window.t_end + 0.2]
-        if len(inside) < 2:
+        ends = self._window_ends(window)
+        if ends is None:
             return {}
-        (t0, _, c0), (t1, _, c1) = inside[0], inside[-1]
+        (t0, _, c0), (t1, _, c1) = self.samples[ends[0]], self.samples[ends[1]]
         return cpu_percent_between((t0, c0), (t1, c1))
 
     def main_thread_percent(self, window: CountWindow) -> dict[str, float]:
         """The worker's main thread between the window's first and last poll: shares on a CPU and waiting."""
-        inside = [i for i, s in enumerate(self.samples) if window.t_first - 0.2 <= s[0] <= window.t_end + 0.2]
-        if len(inside) < 2:
+        ends = self._window_ends(window)
+        if ends is None:
             return {}
-        first, last = inside[0], inside[-1]
+        first, last = ends
         seconds = self.samples[last][0] - self.samples[first][0]
         return sched_percent(self.sched[first], self.sched[last], seconds)
 

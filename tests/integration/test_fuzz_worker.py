@@ -142,12 +142,14 @@ def _drawn_corpus(examples: int = 400) -> list[tuple[str, bytes | None, bytes | 
     return found + _fixed_cases(len(found))
 
 
+_SKEW_MS = int(WorkerSettings().max_future_skew_s * 1000)  # the worker under test has the same environment
+
+
 def _classify(value: bytes | None) -> tuple[bool, str | None]:
     """(good, event_id) by the event contract, which includes the nesting limit, and by the worker's limit on
     how far ahead of its clock an event may be (drawn timestamps reach past 2100; none is near the limit)."""
-    skew_ms = int(WorkerSettings().max_future_skew_s * 1000)
     try:
-        event = check_not_ahead(parse_event(value if value is not None else b""), int(time.time() * 1000), skew_ms)
+        event = check_not_ahead(parse_event(value if value is not None else b""), int(time.time() * 1000), _SKEW_MS)
     except EventValidationError:
         return False, None
     return True, event.event_id
