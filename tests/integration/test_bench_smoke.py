@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -45,6 +46,10 @@ def test_quick_bench_reports_every_stable_key(tmp_path):
     assert swept["fraction_of_throughput"] == 0.1 and swept["received"] == swept["sent"] > 0
     assert swept["offered_rate_eps"] == pytest.approx(0.1 * report["throughput_eps"])
     assert details["worker"]["metrics"]["segstream_duplicates_total"] == 0
+    if os.path.exists("/proc/self/schedstat"):  # the main thread's scheduling, read from Linux's schedstat
+        for where in (details["worker"], *details["ceiling_runs"]):
+            shares = where["main_thread_percent"]
+            assert 0 < shares["on_cpu"] <= 110 and 0 <= shares["runqueue"] <= 110, shares
     for phase in (details["worker"], details["worker"]["latency"]):  # what Redis spent per event, per phase
         cost = phase["redis_cost"]
         assert cost["cpu_us_per_event"] > 0 and cost["commands"]["evalsha"]["calls_per_event"] > 0
