@@ -13,17 +13,20 @@ def test_a_snapshot_reads_the_cpu_and_the_commands_of_info():
     snap = snapshot_of(
         {"used_cpu_user": 1.5, "used_cpu_sys": 0.25, "used_cpu_user_children": 9.0},
         {"cmdstat_evalsha": {"calls": 10, "usec": 400, "usec_per_call": 40.0}, "errorstat_ERR": "count=1"},
+        {"total_forks": 3, "latest_fork_usec": 671},
     )
     assert snap.cpu_seconds == pytest.approx(1.75)  # children (AOF rewrites) are not the server's own work
     assert snap.commands == {"evalsha": (10, 400)}
+    assert snap.forks == 3
+    assert snapshot_of({}, {}).forks == 0  # a server that does not say: no forks counted
 
 
 def test_the_cost_is_what_ran_between_the_snapshots_per_event_most_expensive_first():
-    before = RedisSnapshot(10.0, {"evalsha": (5, 1_000), "get": (100, 50), "hgetall": (7, 70)})
+    before = RedisSnapshot(10.0, {"evalsha": (5, 1_000), "get": (100, 50), "hgetall": (7, 70)}, forks=2)
     after = RedisSnapshot(10.5, {"evalsha": (15, 41_000), "get": (100, 50), "hgetall": (2_007, 10_070),
-                                 "zadd": (1_000, 1_000)})  # fmt: skip
+                                 "zadd": (1_000, 1_000)}, forks=3)  # fmt: skip
     cost = cost_per_event(before, after, 1_000)
-    assert cost["events"] == 1_000
+    assert cost["events"] == 1_000 and cost["forks"] == 1
     assert cost["cpu_us_per_event"] == pytest.approx(500.0)
     assert list(cost["commands"]) == ["evalsha", "hgetall", "zadd"]  # GET did not run in between
     assert cost["commands"]["evalsha"] == {"calls_per_event": 0.01, "us_per_event": 40.0, "us_per_call": 4_000.0}
