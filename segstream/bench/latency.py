@@ -5,12 +5,18 @@ the payload field ``bench_sent_ns``; the worker passes unknown fields through to
 where a consumer reading from the log end notes when each one arrives. Producer and consumer share one
 event loop (uvloop when installed) in the bench process; both clocks are this machine's wall clock.
 The first ``warmup_s`` seconds of sends are left out of the percentiles.
+
+Each sample is also split where its time went (:func:`latency_stages`), from four readings of the same wall
+clock: when the event was due, when the generator's tick handed it to the client, the scored record's
+Kafka timestamp (set by the worker's producer as it appends the record, after the Redis update and scoring)
+and when the bench's consumer read it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -26,6 +32,33 @@ from segstream.settings import KafkaSettings
 # linger held it at 13-17%. In the bench, 5 ms ticks took it from ~28% to ~60% within the 10 s phase, on the
 # worker's two cores, and p99 was 290-480 ms; with 20 ms ticks it stayed at 27-39% and p99 was 205 ms.
 SEND_TICK_S = 0.020
+
+
+# A sample's clocks: (due_ns, handed_ns, scored_stamp_ms, read_ns); see latency_stages.
+Sample = tuple[int, int, int, int]
+STAGES = ("generator", "to_scored", "to_read")
+
+
+def latency_stages(samples: Iterable[Sample]) -> dict[str, dict[str, float | None]]:
+    """Percentiles (ms) of each part of produce -> scored, per stage:
+
+    * ``generator``: due -> handed to the Kafka client by the generator's tick (the linger, by design);
+    * ``to_scored``: handed over -> the scored record's timestamp: the produce request, the broker, the
+      worker's fetch, faust, the wait for a batch to start, the Redis update and scoring;
+    * ``to_read``: that timestamp -> read by the bench's consumer: the scored record's produce request, the
+      broker and the bench's own fetch.
+
+    The Kafka timestamp has millisecond resolution, so a stage can come out a millisecond short (or negative).
+    Each stage's percentiles are of that stage alone: they do not add up to the total's.
+    """
+    parts: dict[str, list[float]] = {name: [] for name in STAGES}
+    for due_ns, handed_ns, stamp_ms, read_ns in samples:
+        stamp_ns = stamp_ms * 1_000_000
+        parts["generator"].append((handed_ns - due_ns) / 1e6)
+        parts["to_scored"].append((stamp_ns - handed_ns) / 1e6)
+        parts["to_read"].append((read_ns - stamp_ns) / 1e6)
+    return {name: {**percentiles(values), "mean": float(np.mean(values)) if values else None}
+            for name, values in parts.items()}  # fmt: skip
 
 
 def percentiles(latencies_ms: list[float]) -> dict[str, float | None]:
@@ -63,6 +96,8 @@ async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Wor
         total = max(1, int(rate * seconds))
         received: dict[str, float] = {}
         sent_at: dict[str, int] = {}
+        handed_ns: dict[str, int] = {}
+        clocks: dict[str, tuple[int, int, int]] = {}  # event id -> (due_ns, scored_stamp_ms, read_ns)
 
         async def receive() -> None:
             while len(received) < total:
@@ -75,13 +110,15 @@ async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Wor
                         value = orjson.loads(rec.value)
                         eid = value.get("event_id", "")
                         # sent_at holds only this call's events: a late record of an earlier call is not one
-                        if eid in sent_at and "bench_sent_ns" in value:
-                            received.setdefault(eid, (now_ns - int(value["bench_sent_ns"])) / 1e6)
+                        if eid in sent_at and "bench_sent_ns" in value and eid not in received:
+                            due_ns = int(value["bench_sent_ns"])
+                            received[eid] = (now_ns - due_ns) / 1e6
+                            clocks[eid] = (due_ns, rec.timestamp, now_ns)
 
         reader = asyncio.ensure_future(receive())
         cpu_before = time.process_time()
         started = time.perf_counter()
-        futures = await _offer(producer, source, workload, rate, total, run_id, sent_at, started, first)
+        futures = await _offer(producer, source, workload, rate, total, run_id, sent_at, started, first, handed_ns)
         offered_s = time.perf_counter() - started
         await asyncio.gather(*futures)
         try:
@@ -91,7 +128,9 @@ async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Wor
         # This process is a load on the same cores as the worker: say how much.
         generator_cpu = 100 * (time.process_time() - cpu_before) / max(time.perf_counter() - started, 1e-9)
         warm = int(rate * warmup_s)
-        kept = [ms for eid, ms in received.items() if sent_at.get(eid, 0) >= warm]
+        kept_ids = [eid for eid in received if sent_at.get(eid, 0) >= warm]
+        kept = [received[eid] for eid in kept_ids]
+        stages = latency_stages((clocks[e][0], handed_ns[e], clocks[e][1], clocks[e][2]) for e in kept_ids)
         return {
             "offered_rate_eps": rate,
             "achieved_offer_eps": total / offered_s if offered_s > 0 else None,
@@ -101,6 +140,7 @@ async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Wor
             "samples": len(kept),
             "load_generator_cpu_percent": generator_cpu,
             "latency_ms": percentiles(kept),
+            "stages_ms": stages,
         }
     finally:
         await producer.stop()
@@ -108,11 +148,13 @@ async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Wor
 
 
 async def _offer(producer: Any, topic: str, workload: Workload, rate: float, total: int, run_id: str,
-                 sent_at: dict[str, int], started: float, first: int = 0) -> list[Any]:  # fmt: skip
+                 sent_at: dict[str, int], started: float, first: int = 0,
+                 handed_ns: dict[str, int] | None = None) -> list[Any]:  # fmt: skip
     """Produce ``total`` events at ``rate``: every ``SEND_TICK_S`` the events due so far, one batch per partition.
 
     The events are follow-ups ``first`` to ``first + total - 1``, so successive calls send new event ids with
-    later timestamps; ``sent_at`` maps each id to its position in this call (0 for the first sent).
+    later timestamps; ``sent_at`` maps each id to its position in this call (0 for the first sent) and, when
+    given, ``handed_ns`` to when its tick handed it to the client.
 
     One aiokafka ``send`` per event cost this process ~25 us of CPU, and the generator is a fourth busy
     process on the worker's two cores; a batch append costs a few. Each event carries the wall-clock time
@@ -131,11 +173,17 @@ async def _offer(producer: Any, topic: str, workload: Workload, rate: float, tot
     while i < total:
         due_now = min(total, int((time.perf_counter() - started) * rate) + 1)
         groups: dict[int, list[tuple[bytes, bytes]]] = {}
+        ids: list[str] = []
         for j in range(i, due_now):
             rec = follow_up_record(workload, first + j, run_id, start_ns + int(1e9 * j / rate))
             sent_at[rec["event_id"]] = j
+            ids.append(rec["event_id"])
             key = str(rec["customer_id"]).encode()
             groups.setdefault(partition_of(key, partitions, partitions), []).append((key, orjson.dumps(rec)))
+        if handed_ns is not None:
+            handed = time.time_ns()
+            for eid in ids:
+                handed_ns[eid] = handed
         i = due_now
         for partition, part in groups.items():
             futures += [sent for sent, _ in await send_partition_batches(producer, topic, partition, part)]
@@ -161,8 +209,8 @@ def measure_latency(
     of events sent before it, so its events are new to the worker (not duplicates) and come later in event time.
 
     Returns:
-        ``offered_rate_eps``, ``achieved_offer_eps``, ``sent``, ``received``, ``samples`` and
-        ``latency_ms`` (``p50``, ``p95``, ``p99``, ``max``).
+        ``offered_rate_eps``, ``achieved_offer_eps``, ``sent``, ``received``, ``samples``,
+        ``latency_ms`` (``p50``, ``p95``, ``p99``, ``max``) and ``stages_ms`` (:func:`latency_stages`).
     """
     coro = _measure(kafka, source, scored, workload, rate, seconds, run_id, warmup_s, drain_s, first)
     try:

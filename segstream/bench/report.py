@@ -150,6 +150,29 @@ def _redis_row(worker: dict[str, Any]) -> tuple[str, str, str]:
     return "Redis CPU per event", cpu, f"full speed / latency phase; in Lua scripts {lua} us"
 
 
+def _stages_row(latency: dict[str, Any]) -> tuple[str, str, str] | None:
+    """Where produce -> scored went, mean and p99 per stage (None for runs without the split)."""
+    stages = latency.get("stages_ms") or {}
+    labels = {"generator": "tick", "to_scored": "to scored", "to_read": "read"}
+    if not all((stages.get(name) or {}).get("mean") is not None for name in labels):
+        return None
+    value = " · ".join(
+        f"{label} {stages[name]['mean']:.0f} / {stages[name]['p99']:.0f}" for name, label in labels.items()
+    )
+    note = ("mean / p99 ms; tick: the generator's send tick; to scored: broker, faust, batch wait, Redis, "
+            "scoring, up to the scored record's timestamp; read: its produce and the bench's fetch")  # fmt: skip
+    return "latency by stage", value + " ms", note
+
+
+def _latency_note(latency: dict[str, Any]) -> str:
+    """The p99 target, and whether Redis forked (rewrote its AOF) while latency was measured."""
+    forks = (latency.get("redis_cost") or {}).get("forks")
+    note = f"p99 <= {TARGETS['p99_ms']:.0f} ms"
+    if forks:
+        note += f"; Redis forked {forks}x meanwhile (AOF rewrite: a core for ~0.4 s)"
+    return note
+
+
 def _sweep_row(worker: dict[str, Any]) -> tuple[str, str, str] | None:
     """p99 at each swept rate, and the highest swept rate that met the p99 target (None without a sweep)."""
     points = [p for p in worker.get("latency_sweep") or [] if (p.get("latency_ms") or {}).get("p99") is not None]
@@ -186,8 +209,8 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
              "fixed (--latency-rate)" if (details.get("config") or {}).get("latency_rate") else "half throughput",
              _cpu_note(lat_detail.get("cpu_percent"), lat_detail.get("load_generator_cpu_percent"))]))),
         ("latency p50 / p95 / p99",
-         " / ".join(_fmt(lat.get(k), ".1f") for k in LATENCY_KEYS) + " ms", f"p99 <= {TARGETS['p99_ms']:.0f} ms"),
-        *filter(None, [_sweep_row(worker)]),
+         " / ".join(_fmt(lat.get(k), ".1f") for k in LATENCY_KEYS) + " ms", _latency_note(lat_detail)),
+        *filter(None, [_stages_row(lat_detail), _sweep_row(worker)]),
         _redis_row(worker),
         ("worker peak RSS", _fmt(report["worker_rss_mb"], ".0f", " MB"), f"<= {TARGETS['worker_rss_mb']:.0f} MB"),
         ("Redis bytes/customer", _fmt(report["redis_bytes_per_customer"], ",.0f", " B"),

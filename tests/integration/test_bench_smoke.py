@@ -53,3 +53,8 @@ def test_quick_bench_reports_every_stable_key(tmp_path):
     for phase in (details["worker"], details["worker"]["latency"]):  # what Redis spent per event, per phase
         cost = phase["redis_cost"]
         assert cost["cpu_us_per_event"] > 0 and cost["commands"]["evalsha"]["calls_per_event"] > 0
+        assert isinstance(cost["forks"], int) and cost["forks"] >= 0
+    # Each latency sample split at the generator's handover and the scored record's Kafka timestamp.
+    stages = details["worker"]["latency"]["stages_ms"]
+    assert all(math.isfinite(stages[name]["mean"]) for name in ("generator", "to_scored", "to_read")), stages
+    assert stages["to_scored"]["mean"] > 0 and stages["generator"]["p99"] <= 1000 * 0.020 + 50

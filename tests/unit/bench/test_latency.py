@@ -6,9 +6,12 @@ import asyncio
 import time
 
 import orjson
+import pytest
 from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
 
-from segstream.bench.latency import SEND_TICK_S, _offer, percentiles
+from segstream.bench.latency import SEND_TICK_S, STAGES, _offer, latency_stages, percentiles
 from segstream.bench.workload import Workload
 
 
@@ -51,11 +54,11 @@ def _workload() -> Workload:
 
 
 def test_offer_sends_each_event_once_on_its_partition_stamped_with_when_it_was_due():
-    producer, sent_at, rate, total = _Producer(), {}, 2000.0, 300
+    producer, sent_at, handed, rate, total = _Producer(), {}, {}, 2000.0, 300
 
     async def go():
         started = time.perf_counter()
-        return await _offer(producer, "in", _workload(), rate, total, "run", sent_at, started), started
+        return await _offer(producer, "in", _workload(), rate, total, "run", sent_at, started, 0, handed), started
 
     futures, _ = asyncio.run(go())
     assert len(futures) == len(producer.shipped)
@@ -67,7 +70,10 @@ def test_offer_sends_each_event_once_on_its_partition_stamped_with_when_it_was_d
         assert 1 <= len(batch) <= 3  # a full batch is shipped and another started
         for key, value in batch:
             assert partition == partition_of(key, [0, 1, 2, 3], [0, 1, 2, 3])
-            assert orjson.loads(value)["bench_sent_ns"] <= shipped_ns  # due before (or when) its tick sent it
+            value = orjson.loads(value)
+            assert value["bench_sent_ns"] <= shipped_ns  # due before (or when) its tick sent it
+            # handed to the client at its tick: after it was due, before the batch holding it was shipped
+            assert value["bench_sent_ns"] <= handed[value["event_id"]] <= shipped_ns
     by_id = {v["event_id"]: v["bench_sent_ns"] for v in values}
     stamps = [by_id[f"run-lat-{i}"] for i in range(total)]
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
@@ -105,3 +111,27 @@ def test_percentiles_of_nothing_and_of_samples():
     assert percentiles([]) == {"p50": None, "p95": None, "p99": None, "max": None}
     out = percentiles([float(i) for i in range(1, 101)])
     assert out["max"] == 100.0 and 50 <= out["p50"] <= 51 and 99 <= out["p99"] <= 100
+
+
+def test_latency_stages_split_each_sample_at_the_handover_and_the_scored_timestamp():
+    ms = 1_000_000
+    samples = [(0, 10 * ms, 40, 52 * ms), (5 * ms, 5 * ms, 30, 41 * ms)]  # due, handed, scored stamp (ms), read
+    stages = latency_stages(samples)
+    assert list(stages) == list(STAGES)
+    assert stages["generator"]["max"] == 10.0 and stages["generator"]["mean"] == 5.0
+    assert stages["to_scored"]["max"] == 30.0 and stages["to_scored"]["mean"] == 27.5
+    assert stages["to_read"]["max"] == 12.0 and stages["to_read"]["mean"] == 11.5
+    assert latency_stages([])["to_scored"] == {"p50": None, "p95": None, "p99": None, "max": None, "mean": None}
+
+
+@given(st.lists(st.tuples(*[st.integers(0, 10**6)] * 4), min_size=1, max_size=50))
+def test_the_stages_of_a_sample_add_up_to_its_latency(parts):
+    """Each sample's three stages sum to read - due, whatever the clocks say."""
+    ms = 1_000_000
+    for generator, to_scored, to_read, due in parts:
+        handed = due + generator
+        stamp_ms = (handed + to_scored * ms) // ms + 1  # a stamp in whole milliseconds, as Kafka's
+        read = stamp_ms * ms + to_read
+        stages = latency_stages([(due, handed, stamp_ms, read)])
+        total = sum(stages[name]["max"] for name in STAGES)
+        assert total == pytest.approx((read - due) / 1e6)

@@ -146,3 +146,18 @@ def test_the_sweep_row_gives_p99_per_rate_and_the_highest_rate_within_the_target
     worker["latency_sweep"] = [{"fraction_of_throughput": 0.1, "offered_rate_eps": 1000, "latency_ms": {"p99": None}}]
     assert "p99 by offered rate (ev/s)" not in {n for n, _, _ in report.rows(report.build({**FULL, "worker": worker}))}
     assert "p99 by offered rate (ev/s)" not in {n for n, _, _ in report.rows(report.build(FULL))}
+
+
+def test_the_latency_rows_split_the_time_by_stage_and_say_when_redis_forked():
+    stage = {"p50": 9.0, "p95": 18.0, "p99": 19.6, "max": 20.0, "mean": 10.2}
+    latency = {**LATENCY, "redis_cost": {"cpu_us_per_event": 70.0, "forks": 1, "commands": {}},
+               "stages_ms": {"generator": stage, "to_scored": {**stage, "mean": 34.5, "p99": 81.2},
+                             "to_read": {**stage, "mean": 11.0, "p99": 24.9}}}  # fmt: skip
+    rows = {name: (value, note) for name, value, note in
+            report.rows(report.build({**FULL, "worker": {**FULL["worker"], "latency": latency}}))}  # fmt: skip
+    assert rows["latency by stage"][0] == "tick 10 / 20 · to scored 34 / 81 · read 11 / 25 ms"
+    forked = "p99 <= 100 ms; Redis forked 1x meanwhile (AOF rewrite: a core for ~0.4 s)"
+    assert rows["latency p50 / p95 / p99"][1] == forked
+    # Without the split or any fork (older JSON, another Redis): no stage row, the plain target.
+    plain = {name: note for name, _, note in report.rows(report.build(FULL))}
+    assert "latency by stage" not in plain and plain["latency p50 / p95 / p99"] == "p99 <= 100 ms"
