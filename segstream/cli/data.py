@@ -79,12 +79,14 @@ def load_and_clean(data: str, map: tuple[str, ...] | list[str] | dict[str, str] 
         DataFileError: the file cannot be used (the CLI prints it and exits 2).
         click.BadParameter: malformed ``--map``.
     """
+    from segstream.settings import WorkerSettings
     from segstream.trainer.cleaning import clean_transactions
     from segstream.trainer.loading import load_transactions
 
     mapping = dict(map) if isinstance(map, dict) else parse_mapping(map)
     raw = load_transactions(data, mapping=mapping, preset=preset)
-    df, report = clean_transactions(raw, source=data)
+    # The worker's limit on future-dated events, so a file and the stream agree on what is too far ahead.
+    df, report = clean_transactions(raw, source=data, max_future_skew_s=WorkerSettings().max_future_skew_s)
     if echo:
         click.echo(report.render())
     return df, report

@@ -153,6 +153,11 @@ def validate_payload(payload: dict[str, Any]) -> Event:
     return Event(event_id, customer_id, ts_ms, amount, to_cents(amount), payload)
 
 
+# How far after the consumer's clock an event may be timed (the worker's default, and the trainer's): a day
+# covers any time-zone mix-up.
+DEFAULT_MAX_FUTURE_SKEW_S = 86_400.0
+
+
 def check_not_ahead(event: Event, now_ms: int, max_ahead_ms: int) -> Event:
     """``event`` unless its time is more than ``max_ahead_ms`` after ``now_ms`` (the consumer's clock).
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from segstream.models.errors import EventValidationError
-from segstream.models.events import Event, check_not_ahead, parse_event
+from segstream.models.events import DEFAULT_MAX_FUTURE_SKEW_S, Event, check_not_ahead, parse_event
 from segstream.models.features import day_index
 from segstream.streams.bundle_watch import ActiveModel, ModelHolder
 from segstream.streams.evaluate import days_to_ms, evaluate
@@ -104,7 +104,7 @@ class PipelineConfig:
     dead_letters_topic: str = "dead-letters"
     hysteresis: int = 1
     inactivity_threshold_days: float = 90.0
-    max_future_skew_s: float = 86_400.0
+    max_future_skew_s: float = DEFAULT_MAX_FUTURE_SKEW_S
 
 
 @dataclass

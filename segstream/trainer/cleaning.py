@@ -1,14 +1,17 @@
 """Turn raw transaction rows into typed, valid, de-duplicated events, and say what was dropped and why.
 
 Each dropped row is counted under exactly one reason, checked in this order: missing event id, missing
-customer id, unparseable timestamp, unparseable amount, duplicate event. Duplicates are looked for only
-among rows that passed the other checks; the first occurrence in file order is kept.
+customer id, unparseable timestamp, timestamp in the future, unparseable amount, duplicate event.
+Duplicates are looked for only among rows that passed the other checks; the first occurrence in file order
+is kept.
 
 Timestamps: ISO 8601 (an offset is converted to UTC; a value without one is taken as UTC), or epoch
 milliseconds given as an integer or a string of digits (digits always mean epoch milliseconds). A value
-that parses but falls outside 1970-2100 counts as unparseable. Amounts: any finite number; NaN, inf and
-text that is not a number count as unparseable. Zero amounts are kept (and counted), negative amounts
-are returns (kept and counted).
+that parses but falls outside 1970-2100 counts as unparseable. One more than ``max_future_skew_s`` after the
+clock (default a day, the worker's limit too) is in the future: one row stamped years ahead by a typo would
+otherwise set the file's as-of time, and every customer's recency with it. Amounts: any finite number; NaN,
+inf and text that is not a number count as unparseable. Zero amounts are kept (and counted), negative
+amounts are returns (kept and counted).
 
 Rows are named by the 1-based data row number: the frame's index when it is named ``row`` (as
 :func:`segstream.trainer.loading.load_transactions` returns it), otherwise the position plus one.
@@ -21,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from segstream.models.events import DEFAULT_MAX_FUTURE_SKEW_S
 from segstream.trainer.errors import DataFileError
 from segstream.trainer.loading import OPTIONAL, REQUIRED
 
@@ -28,6 +32,7 @@ REASONS = {
     "missing_event_id": "missing event id",
     "missing_customer_id": "missing customer id",
     "unparseable_timestamp": "unparseable timestamp",
+    "future_timestamp": "timestamp in the future",
     "unparseable_amount": "unparseable amount",
     "duplicate_event": "duplicate event",
 }
@@ -164,13 +169,21 @@ def _column_error(source: str, name: str, what: str, raw: pd.Series, bad: np.nda
                          f"(first bad value {str(raw.iloc[first])!r} at row {rows[first]})")
 
 
-def clean_transactions(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, CleaningReport]:
+def clean_transactions(
+    raw: pd.DataFrame,
+    source: str,
+    *,
+    max_future_skew_s: float = DEFAULT_MAX_FUTURE_SKEW_S,
+    now: pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, CleaningReport]:
     """Type, validate and de-duplicate raw transaction rows.
 
     Args:
         raw: rows with at least event_id, customer_id, timestamp and amount (e.g. from
             :func:`segstream.trainer.loading.load_transactions`).
         source: the file name, quoted in messages and the report.
+        max_future_skew_s: rows timed more than this after ``now`` are dropped as in the future; 0 keeps them.
+        now: the clock those are measured from (default: the current time).
 
     Returns:
         The cleaned frame (event_id str, customer_id str, timestamp datetime64[ns, UTC], amount float64,
@@ -202,10 +215,15 @@ def clean_transactions(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, Cl
     if bad_amount.all():
         raise _column_error(source, "amount", "a number", raw["amount"], bad_amount, rows)
 
+    future = np.zeros(len(raw), dtype=bool)
+    if max_future_skew_s > 0:
+        limit = (now or pd.Timestamp.now(tz="UTC")) + pd.Timedelta(seconds=max_future_skew_s)
+        future = (stamp > limit).to_numpy(dtype=bool, na_value=False)
     checks = {
         "missing_event_id": (event_id.isna().to_numpy(), None),
         "missing_customer_id": (customer.isna().to_numpy(), None),
         "unparseable_timestamp": (bad_ts, raw["timestamp"]),
+        "future_timestamp": (future, raw["timestamp"]),
         "unparseable_amount": (bad_amount, raw["amount"]),
     }
     dropped: dict[str, int] = {}

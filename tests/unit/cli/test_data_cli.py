@@ -143,3 +143,17 @@ def test_data_options_and_load_and_clean_are_reusable(runner, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "1 1 ['event_id', 'customer_id', 'timestamp', 'amount']"
     assert "--preset [online-retail]" in runner.invoke(train, ["--help"]).output
+
+
+def test_clean_drops_rows_timed_past_the_workers_future_limit(runner, tmp_path, monkeypatch):
+    src = tmp_path / "f.csv"
+    src.write_text("event_id,customer_id,timestamp,amount\n"
+                   "e1,C1,2025-01-01T00:00:00Z,5\ne2,C1,2099-01-01T00:00:00Z,7\n")  # fmt: skip
+    result = run(runner, "clean", "--data", src, "--out", tmp_path / "o.csv")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"dropped: timestamp in the future\s+1\s+first at row 2: '2099-01-01T00:00:00Z'", result.output)
+    assert list(pd.read_csv(tmp_path / "o.csv")["event_id"]) == ["e1"]
+    monkeypatch.setenv("SEGSTREAM_WORKER_MAX_FUTURE_SKEW_S", "0")  # the same setting turns it off for files
+    result = run(runner, "clean", "--data", src, "--out", tmp_path / "o2.csv")
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(tmp_path / "o2.csv")["event_id"]) == ["e1", "e2"]

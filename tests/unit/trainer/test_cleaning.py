@@ -44,11 +44,12 @@ def test_each_reason_counted_exactly():
         ("e8", "C3", "1740824100000", "-5.5"),           # return, epoch ms, kept
         (None, "C3", T0, "1"),                           # missing event id
         ("e9", None, "junk", "junk"),                    # counted once, under the first reason
+        ("e10", "C4", "2099-01-01T00:00:00Z", "abc"),    # in the future (before the amount is looked at)
     ])
     out, report = clean_transactions(raw, "t.csv")
     assert report.dropped == {"missing_event_id": 1, "missing_customer_id": 3, "unparseable_timestamp": 1,
-                              "unparseable_amount": 2, "duplicate_event": 1}
-    assert report.input_rows == 11 and report.kept_rows == 3
+                              "future_timestamp": 1, "unparseable_amount": 2, "duplicate_event": 1}
+    assert report.input_rows == 12 and report.kept_rows == 3
     assert report.kept_rows + report.dropped_rows == report.input_rows
     assert report.zero_amount_rows == 1 and report.return_rows == 1
     assert report.first_bad["unparseable_amount"] == "row 5: 'abc'"
@@ -56,6 +57,41 @@ def test_each_reason_counted_exactly():
     assert report.first_bad["missing_customer_id"] == "row 2"
     assert out.loc[out["event_id"] == "e1", "amount"].item() == 10.0
     assert out.loc[out["event_id"] == "e1", "customer_id"].item() == "C1"
+
+
+def test_rows_timed_more_than_the_skew_after_now_are_dropped_as_in_the_future():
+    now = pd.Timestamp("2026-11-29T12:00:00Z")
+    raw = frame([
+        ("past", "C1", T0, "1"),
+        ("edge", "C1", "2026-11-30T12:00:00Z", "1"),    # exactly a day ahead: kept
+        ("ahead", "C2", "2026-11-30T12:00:01Z", "1"),   # a second more: dropped
+        ("typo", "C3", "2096-11-29T12:00:00Z", "2"),    # a year typo: dropped
+    ])  # fmt: skip
+    out, report = clean_transactions(raw, "t.csv", now=now)
+    assert list(out["event_id"]) == ["past", "edge"]
+    assert report.dropped["future_timestamp"] == 2
+    assert report.first_bad["future_timestamp"] == "row 3: '2026-11-30T12:00:01Z'"
+    assert "dropped: timestamp in the future" in report.render()
+    out, report = clean_transactions(raw, "t.csv", now=now, max_future_skew_s=0)  # 0 turns the check off
+    assert len(out) == 4 and report.dropped["future_timestamp"] == 0
+    with pytest.raises(DataFileError, match=r"no row is usable .*timestamp in the future: 2"):
+        clean_transactions(raw.iloc[2:], "t.csv", now=now)
+
+
+@settings(max_examples=50, deadline=None)
+@given(offsets_s=st.lists(st.integers(-10**9, 10**9), min_size=1, max_size=20), skew_s=st.integers(1, 10**7))
+def test_the_future_check_keeps_exactly_the_rows_within_the_skew(offsets_s, skew_s):
+    now = pd.Timestamp("2026-11-29T00:00:00Z")
+    stamps = [(now + pd.Timedelta(seconds=o)).isoformat() for o in offsets_s]
+    raw = frame([(f"e{i}", "C", ts, "1") for i, ts in enumerate(stamps)])
+    within = [f"e{i}" for i, o in enumerate(offsets_s) if o <= skew_s]
+    if not within:
+        with pytest.raises(DataFileError):
+            clean_transactions(raw, "t", now=now, max_future_skew_s=skew_s)
+        return
+    out, report = clean_transactions(raw, "t", now=now, max_future_skew_s=skew_s)
+    assert sorted(out["event_id"]) == sorted(within)
+    assert report.dropped["future_timestamp"] == len(offsets_s) - len(within)
 
 
 def test_output_types_and_order():
