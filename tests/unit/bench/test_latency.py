@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import orjson
@@ -11,7 +12,14 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segstream.bench.latency import SEND_TICK_S, STAGES, _offer, latency_stages, percentiles
+from segstream.bench.latency import (
+    SEND_TICK_S,
+    STAGES,
+    _offer,
+    latency_stages,
+    no_collector_pauses,
+    percentiles,
+)
 from segstream.bench.workload import Workload
 
 
@@ -135,3 +143,20 @@ def test_the_stages_of_a_sample_add_up_to_its_latency(parts):
         stages = latency_stages([(due, handed, stamp_ms, read)])
         total = sum(stages[name]["max"] for name in STAGES)
         assert total == pytest.approx((read - due) / 1e6)
+
+
+def test_no_collector_pauses_during_a_measurement_and_the_collector_restored_after():
+    assert gc.isenabled()
+    with no_collector_pauses():
+        assert not gc.isenabled() and gc.get_freeze_count() > 0  # the heap so far is out of every collection
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), no_collector_pauses():
+        raise RuntimeError("a failed measurement")
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        with no_collector_pauses():
+            pass
+        assert not gc.isenabled()  # a collector that was off stays off
+    finally:
+        gc.enable()
