@@ -34,7 +34,7 @@ class RedisSnapshot:
 
 
 def snapshot_of(
-    cpu_info: dict[str, Any], commandstats: dict[str, Any], stats: dict[str, Any] | None = None
+    cpu_info: dict[str, Any], commandstats: dict[str, Any], stats_info: dict[str, Any] | None = None
 ) -> RedisSnapshot:
     """A :class:`RedisSnapshot` from the parsed ``INFO cpu``, ``INFO commandstats`` and ``INFO stats``."""
     cpu = sum(float(cpu_info.get(k, 0.0)) for k in ("used_cpu_user", "used_cpu_sys"))
@@ -43,7 +43,7 @@ def snapshot_of(
         for name, stats in commandstats.items()
         if isinstance(stats, dict)
     }
-    return RedisSnapshot(cpu, commands, int((stats or {}).get("total_forks", 0)))
+    return RedisSnapshot(cpu, commands, int((stats_info or {}).get("total_forks", 0)))
 
 
 class RedisCostMeter:

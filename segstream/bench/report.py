@@ -169,7 +169,7 @@ def _latency_note(latency: dict[str, Any]) -> str:
     forks = (latency.get("redis_cost") or {}).get("forks")
     note = f"p99 <= {TARGETS['p99_ms']:.0f} ms"
     if forks:
-        note += f"; Redis forked {forks}x meanwhile (AOF rewrite: a core for ~0.4 s)"
+        note += f"; Redis forked {forks}x meanwhile (an AOF rewrite or a snapshot)"
     return note
 
 

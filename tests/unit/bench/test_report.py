@@ -156,7 +156,7 @@ def test_the_latency_rows_split_the_time_by_stage_and_say_when_redis_forked():
     rows = {name: (value, note) for name, value, note in
             report.rows(report.build({**FULL, "worker": {**FULL["worker"], "latency": latency}}))}  # fmt: skip
     assert rows["latency by stage"][0] == "tick 10 / 20 · to scored 34 / 81 · read 11 / 25 ms"
-    forked = "p99 <= 100 ms; Redis forked 1x meanwhile (AOF rewrite: a core for ~0.4 s)"
+    forked = "p99 <= 100 ms; Redis forked 1x meanwhile (an AOF rewrite or a snapshot)"
     assert rows["latency p50 / p95 / p99"][1] == forked
     # Without the split or any fork (older JSON, another Redis): no stage row, the plain target.
     plain = {name: note for name, _, note in report.rows(report.build(FULL))}
