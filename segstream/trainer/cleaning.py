@@ -217,7 +217,8 @@ def clean_transactions(
 
     future = np.zeros(len(raw), dtype=bool)
     if max_future_skew_s > 0:
-        limit = (now or pd.Timestamp.now(tz="UTC")) + pd.Timedelta(seconds=max_future_skew_s)
+        clock = pd.Timestamp.now(tz="UTC") if now is None else now
+        limit = clock + pd.Timedelta(seconds=max_future_skew_s)
         future = (stamp > limit).to_numpy(dtype=bool, na_value=False)
     checks = {
         "missing_event_id": (event_id.isna().to_numpy(), None),
