@@ -74,6 +74,7 @@ class WorkerStats:
     sweeps: int = 0
     forecast_refreshes: int = 0
     store_retries: int = 0
+    # Each batch's duration from its start to its finalize, summed; batches overlap, so this is not busy time.
     batch_seconds: float = 0.0
     # Seconds per pipeline stage, summed over batches (parse, apply, score, send, deliver, finalize): where a
     # batch's time goes, for operators and the benchmark.
