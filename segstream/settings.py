@@ -35,6 +35,7 @@ __all__ = [
     "TopicSettings",
     "WorkerSettings",
     "redact_url",
+    "settings_error_message",
 ]
 
 
@@ -349,3 +350,20 @@ class Settings(BaseModel):
             raise TypeError(f"Settings.load() got unknown sections: {sorted(unknown)}")
         built = {name: overrides[name] if name in overrides else factory() for name, factory in sections.items()}
         return cls(**built)
+
+
+def settings_error_message(exc: BaseException) -> str | None:
+    """One line naming each environment variable a settings section refused and why (None for other errors).
+
+    The value itself is left out: it may be a password.
+    """
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return None
+    section = globals().get(exc.title)  # the model's class name, e.g. WorkerSettings
+    if not (isinstance(section, type) and issubclass(section, BaseSettings)):
+        return None
+    prefix = section.model_config.get("env_prefix") or ""
+    reasons = [f"{prefix}{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+    return "invalid setting: " + "; ".join(reasons)

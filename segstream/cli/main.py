@@ -34,6 +34,14 @@ class _ErrorMappingGroup(click.Group):
         except SegstreamError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except Exception as exc:  # a SEGSTREAM_* variable a settings section refused: say which, no traceback
+            from segstream.settings import settings_error_message
+
+            message = settings_error_message(exc)
+            if message is None:
+                raise
+            click.echo(f"error: {message}", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_ErrorMappingGroup, context_settings={"help_option_names": ["-h", "--help"]})

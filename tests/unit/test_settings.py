@@ -18,6 +18,7 @@ from segstream.settings import (
     TopicSettings,
     WorkerSettings,
     redact_url,
+    settings_error_message,
 )
 
 
@@ -173,3 +174,22 @@ def test_redis_client_kwargs_tls_only_for_rediss():
     tls = RedisSettings(url="rediss://r:6380/0", ssl_cert_reqs="required", ssl_ca_certs="/ca.pem", password="x")
     kw = tls.client_kwargs()
     assert kw["ssl_cert_reqs"] == "required" and kw["ssl_ca_certs"] == "/ca.pem" and kw["password"] == "x"
+
+
+def test_a_refused_setting_is_named_by_its_environment_variable_without_its_value(monkeypatch):
+    monkeypatch.setenv("SEGSTREAM_REDIS_PASSWORD", "hunter2")
+    monkeypatch.setenv("SEGSTREAM_WORKER_BATCH_SIZE", "0")
+    with pytest.raises(ValidationError) as refused:
+        WorkerSettings()
+    message = settings_error_message(refused.value)
+    assert message == "invalid setting: SEGSTREAM_WORKER_BATCH_SIZE: Input should be greater than or equal to 1"
+    monkeypatch.setenv("SEGSTREAM_KAFKA_SECURITY_PROTOCOL", "TLS")
+    with pytest.raises(ValidationError) as refused:
+        KafkaSettings()
+    assert "SEGSTREAM_KAFKA_SECURITY_PROTOCOL" in settings_error_message(refused.value)
+    assert "TLS" not in settings_error_message(refused.value).split(":", 2)[1]  # the name, not the value
+    # Anything else is not a settings error: the CLI lets it through as it was.
+    assert settings_error_message(ValueError("x")) is None
+    with pytest.raises(ValidationError) as other:
+        Settings(kafka=1)  # not a section read from the environment
+    assert settings_error_message(other.value) is None

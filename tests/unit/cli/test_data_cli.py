@@ -157,3 +157,12 @@ def test_clean_drops_rows_timed_past_the_workers_future_limit(runner, tmp_path, 
     result = run(runner, "clean", "--data", src, "--out", tmp_path / "o2.csv")
     assert result.exit_code == 0, result.output
     assert list(pd.read_csv(tmp_path / "o2.csv")["event_id"]) == ["e1", "e2"]
+
+
+def test_a_refused_setting_is_an_error_line_not_a_traceback(runner, tmp_path, monkeypatch):
+    src = tmp_path / "f.csv"
+    src.write_text("event_id,customer_id,timestamp,amount\ne1,C1,2025-01-01T00:00:00Z,5\n")
+    monkeypatch.setenv("SEGSTREAM_WORKER_BATCH_SIZE", "0")  # cleaning reads the worker's future-skew setting
+    result = run(runner, "clean", "--data", src, "--out", tmp_path / "o.csv")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "invalid setting: SEGSTREAM_WORKER_BATCH_SIZE: Input should be greater than or equal to 1" in result.output
