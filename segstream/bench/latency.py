@@ -96,10 +96,9 @@ async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Wor
         prefix = f"{run_id}-lat-"
         marker = prefix.encode()
         total = max(1, int(rate * seconds))
-        received: dict[str, float] = {}
         sent_at: dict[str, int] = {}
         handed_ns: dict[str, int] = {}
-        clocks: dict[str, tuple[int, int, int]] = {}  # event id -> (due_ns, scored_stamp_ms, read_ns)
+        received: dict[str, tuple[int, int, int]] = {}  # event id -> (due_ns, scored_stamp_ms, read_ns)
 
         async def receive() -> None:
             while len(received) < total:
@@ -113,9 +112,7 @@ async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Wor
                         eid = value.get("event_id", "")
                         # sent_at holds only this call's events: a late record of an earlier call is not one
                         if eid in sent_at and "bench_sent_ns" in value and eid not in received:
-                            due_ns = int(value["bench_sent_ns"])
-                            received[eid] = (now_ns - due_ns) / 1e6
-                            clocks[eid] = (due_ns, rec.timestamp, now_ns)
+                            received[eid] = (int(value["bench_sent_ns"]), rec.timestamp, now_ns)
 
         reader = asyncio.ensure_future(receive())
         cpu_before = time.process_time()
@@ -130,9 +127,9 @@ async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Wor
         # This process is a load on the same cores as the worker: say how much.
         generator_cpu = 100 * (time.process_time() - cpu_before) / max(time.perf_counter() - started, 1e-9)
         warm = int(rate * warmup_s)
-        kept_ids = [eid for eid in received if sent_at.get(eid, 0) >= warm]
-        kept = [received[eid] for eid in kept_ids]
-        stages = latency_stages((clocks[e][0], handed_ns[e], clocks[e][1], clocks[e][2]) for e in kept_ids)
+        kept = [(e, *clocks) for e, clocks in received.items() if sent_at.get(e, 0) >= warm]
+        latencies = [(read_ns - due_ns) / 1e6 for _, due_ns, _, read_ns in kept]
+        stages = latency_stages((due_ns, handed_ns[e], stamp_ms, read_ns) for e, due_ns, stamp_ms, read_ns in kept)
         return {
             "offered_rate_eps": rate,
             "achieved_offer_eps": total / offered_s if offered_s > 0 else None,
@@ -141,7 +138,7 @@ async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Wor
             "warmup_s": warmup_s,
             "samples": len(kept),
             "load_generator_cpu_percent": generator_cpu,
-            "latency_ms": percentiles(kept),
+            "latency_ms": percentiles(latencies),
             "stages_ms": stages,
         }
     finally:
