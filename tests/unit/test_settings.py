@@ -193,3 +193,10 @@ def test_a_refused_setting_is_named_by_its_environment_variable_without_its_valu
     with pytest.raises(ValidationError) as other:
         Settings(kafka=1)  # not a section read from the environment
     assert settings_error_message(other.value) is None
+
+
+def test_the_workers_future_skew_default_is_the_one_models_and_cleaning_use():
+    """settings.py keeps its own literal (importing models would load numpy for every settings read)."""
+    from segstream.models.events import DEFAULT_MAX_FUTURE_SKEW_S
+
+    assert WorkerSettings().max_future_skew_s == DEFAULT_MAX_FUTURE_SKEW_S
