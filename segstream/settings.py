@@ -13,20 +13,25 @@ Environment variables (all optional)::
     SEGSTREAM_TOPIC_TRANSACTIONS, ..., SEGSTREAM_TOPIC_PARTITIONS
     SEGSTREAM_MODEL_ROOT, SEGSTREAM_MODEL_SIGNING_KEY
     SEGSTREAM_WEB_PORT, SEGSTREAM_WORKER_BATCH_SIZE, ...
+    SEGSTREAM_EVENTS_MIN_TIMESTAMP, SEGSTREAM_EVENTS_MAX_TIMESTAMP
     SEGSTREAM_STACK_STATE_DIR, SEGSTREAM_STACK_KAFKA_PORT, SEGSTREAM_STACK_REDIS_PORT
 """
 
 from __future__ import annotations
 
 import ssl
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_serializer
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from segstream.models.contract import DEFAULT_MAX_TIMESTAMP_MS, DEFAULT_MIN_TIMESTAMP_MS, EventLimits
+
 __all__ = [
+    "EventsSettings",
     "KafkaSettings",
     "ModelSettings",
     "RedisSettings",
@@ -306,6 +311,37 @@ class WorkerSettings(BaseSettings):
     max_future_skew_s: float = Field(default=86_400.0, ge=0)
 
 
+def _utc_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class EventsSettings(BaseSettings):
+    """The event contract's time bounds, read alike by the worker and by cleaning (train, score, replay).
+
+    No calendar floor of our own: real logs go back to the 1990s. An ISO time without an offset is UTC.
+    """
+
+    model_config = _config("SEGSTREAM_EVENTS_")
+
+    min_timestamp: datetime = datetime.fromtimestamp(DEFAULT_MIN_TIMESTAMP_MS / 1000, UTC)
+    max_timestamp: datetime = datetime.fromtimestamp(DEFAULT_MAX_TIMESTAMP_MS / 1000, UTC)
+
+    @field_validator("min_timestamp", "max_timestamp")
+    @classmethod
+    def _as_utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EventsSettings:
+        if self.min_timestamp >= self.max_timestamp:
+            raise ValueError("min_timestamp must be before max_timestamp")
+        return self
+
+    def limits(self, max_future_skew_s: float) -> EventLimits:
+        """The contract's limits with the worker's future-skew limit (``WorkerSettings.max_future_skew_s``)."""
+        return EventLimits(_utc_ms(self.min_timestamp), _utc_ms(self.max_timestamp), int(max_future_skew_s * 1000))
+
+
 class StackSettings(BaseSettings):
     """The embedded dev stack (Tansu broker + Redis server) started by ``segstream stack up``."""
 
@@ -330,6 +366,7 @@ class Settings(BaseModel):
     models: ModelSettings
     worker: WorkerSettings
     stack: StackSettings
+    events: EventsSettings = Field(default_factory=EventsSettings)
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
@@ -344,12 +381,17 @@ class Settings(BaseModel):
             "models": ModelSettings,
             "worker": WorkerSettings,
             "stack": StackSettings,
+            "events": EventsSettings,
         }
         unknown = set(overrides) - set(sections)
         if unknown:
             raise TypeError(f"Settings.load() got unknown sections: {sorted(unknown)}")
         built = {name: overrides[name] if name in overrides else factory() for name, factory in sections.items()}
         return cls(**built)
+
+    def event_limits(self) -> EventLimits:
+        """The one set of event limits the worker, cleaning and replay all apply."""
+        return self.events.limits(self.worker.max_future_skew_s)
 
 
 def settings_error_message(exc: BaseException) -> str | None:

@@ -79,17 +79,30 @@ def load_and_clean(data: str, map: tuple[str, ...] | list[str] | dict[str, str] 
         DataFileError: the file cannot be used (the CLI prints it and exits 2).
         click.BadParameter: malformed ``--map``.
     """
-    from segstream.settings import WorkerSettings
     from segstream.trainer.cleaning import clean_transactions
-    from segstream.trainer.loading import load_transactions
 
-    mapping = dict(map) if isinstance(map, dict) else parse_mapping(map)
-    raw = load_transactions(data, mapping=mapping, preset=preset)
-    # The worker's limit on future-dated events, so a file and the stream agree on what is too far ahead.
-    df, report = clean_transactions(raw, source=data, max_future_skew_s=WorkerSettings().max_future_skew_s)
+    raw = load_raw(data, map, preset)
+    df, report = clean_transactions(raw, source=data, limits=event_limits())
     if echo:
         click.echo(report.render())
     return df, report
+
+
+def event_limits() -> Any:
+    """The event contract's limits as the worker reads them from the environment, so a file and the stream
+    agree on what is valid (time bounds, how far ahead of the clock)."""
+    from segstream.settings import EventsSettings, WorkerSettings
+
+    return EventsSettings().limits(WorkerSettings().max_future_skew_s)
+
+
+def load_raw(data: str, map: tuple[str, ...] | list[str] | dict[str, str] | None, preset: str | None
+             ) -> pd.DataFrame:
+    """Load a transaction file into raw canonical columns (no cleaning), with ``--map`` and ``--preset``."""
+    from segstream.trainer.loading import load_transactions
+
+    mapping = dict(map) if isinstance(map, dict) else parse_mapping(map)
+    return load_transactions(data, mapping=mapping, preset=preset)
 
 
 def _date(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.date:

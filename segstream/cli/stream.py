@@ -194,7 +194,7 @@ def rescore() -> None:
         scored_topic=settings.topics.scored, changes_topic=settings.topics.segment_changes,
         dead_letters_topic=settings.topics.dead_letters, hysteresis=settings.worker.hysteresis_evaluations,
         inactivity_threshold_days=settings.worker.inactivity_threshold_days,
-        max_future_skew_s=settings.worker.max_future_skew_s,
+        limits=settings.event_limits(),
     )  # fmt: skip
 
     async def go(store: Any) -> Any:

@@ -14,7 +14,16 @@ class SegstreamError(Exception):
 
 
 class EventValidationError(SegstreamError):
-    """An event does not satisfy the event contract."""
+    """An event does not satisfy the event contract.
+
+    Attributes:
+        code: The stable reason code (a key of :data:`segstream.models.contract.REASONS`), which dead letters
+            and cleaning reports carry beside the message.
+    """
+
+    def __init__(self, message: str, code: str = "invalid_event") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class BundleError(SegstreamError):

@@ -227,7 +227,7 @@ def create_worker(
         dead_letters_topic=topics.dead_letters,
         hysteresis=w.hysteresis_evaluations,
         inactivity_threshold_days=w.inactivity_threshold_days,
-        max_future_skew_s=w.max_future_skew_s,
+        limits=settings.event_limits(),
     )
     runtime = WorkerRuntime(
         settings=settings,

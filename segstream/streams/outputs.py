@@ -239,9 +239,20 @@ def change_payload(change: SegmentChange, names: Mapping[int, str], emitted_at: 
 
 
 def dead_letter_payload(
-    raw: bytes | None, error: str, topic: str, partition: int, offset: int, key: bytes | None = None
+    raw: bytes | None,
+    error: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None = None,
+    *,
+    reason_code: str = "invalid_event",
 ) -> bytes:
-    """``dead-letters``: the raw message (UTF-8 text when it decodes, else base64), why, and where from."""
+    """``dead-letters``: the raw message (UTF-8 text when it decodes, else base64), why, and where from.
+
+    ``reason_code`` is the contract's stable code (:data:`segstream.models.contract.REASONS`) beside the
+    text, for summaries and ``segstream dead-letters replay --reason``.
+    """
     truncated = raw is not None and len(raw) > MAX_DEAD_LETTER_RAW
     if truncated:
         raw = raw[:MAX_DEAD_LETTER_RAW]  # type: ignore[index]
@@ -261,6 +272,7 @@ def dead_letter_payload(
             "raw_encoding": encoding,
             "raw_truncated": truncated,
             "error": error,
+            "reason_code": reason_code,
             "topic": topic,
             "partition": partition,
             "offset": offset,

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from segstream.models.errors import EventValidationError
-from segstream.models.events import DEFAULT_MAX_FUTURE_SKEW_S, Event, check_not_ahead, parse_event
+from segstream.models.contract import DEFAULT_LIMITS, EventLimits
+from segstream.models.events import Event, check_not_ahead, parse_event
 from segstream.models.features import day_index
 from segstream.streams.bundle_watch import ActiveModel, ModelHolder
 from segstream.streams.evaluate import days_to_ms, evaluate
@@ -95,8 +96,9 @@ class PipelineConfig:
         hysteresis: Evaluations a new segment must hold before it is emitted (>= 1).
         inactivity_threshold_days: The sweep re-scores a customer once the watermark has moved this far
             past the customer's last evaluation with no new event.
-        max_future_skew_s: Events timed more than this after the worker's clock are dead-lettered (they
-            would drag the watermark ahead for everyone); 0 accepts any time the contract allows.
+        limits: The event contract's bounds (``Settings.event_limits()``, the ones cleaning applies too);
+            events timed more than ``limits.max_future_skew_ms`` after the worker's clock are dead-lettered
+            (they would drag the watermark ahead for everyone); 0 accepts any time the contract allows.
     """
 
     scored_topic: str = "transactions.scored"
@@ -104,7 +106,7 @@ class PipelineConfig:
     dead_letters_topic: str = "dead-letters"
     hysteresis: int = 1
     inactivity_threshold_days: float = 90.0
-    max_future_skew_s: float = DEFAULT_MAX_FUTURE_SKEW_S
+    limits: EventLimits = DEFAULT_LIMITS
 
 
 @dataclass
@@ -173,21 +175,28 @@ class BatchProcessor:
         out = OutputBatch(self.producer)
         result = BatchResult(events=len(records))
         events: list[Event] = []
-        skew_ms = int(cfg.max_future_skew_s * 1000)
+        limits = cfg.limits
+        skew_ms = limits.max_future_skew_ms
         now_ms = int(time.time() * 1000)  # one clock reading per batch
         for rec in records:
             try:
                 raw = rec.value if rec.value is not None else b""
-                event = parse_event(raw)
+                event = parse_event(raw, limits)
                 if skew_ms:
                     check_not_ahead(event, now_ms, skew_ms)
                 events.append(event)
             # parse_event rejects nesting deeper than MAX_NESTING; RecursionError stays a safety net, as one
             # such message would otherwise kill every batch it lands in, restart after restart.
             except (EventValidationError, RecursionError) as exc:
-                reason = str(exc) if rec.value is not None else "empty message (no value)"
+                if rec.value is None:
+                    reason, code = "empty message (no value)", "empty_message"
+                elif isinstance(exc, EventValidationError):
+                    reason, code = str(exc), exc.code
+                else:
+                    reason, code = f"payload nested too deep ({exc})", "nested_too_deep"
                 log.debug("dead letter %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason)
-                payload = dead_letter_payload(rec.value, reason, rec.topic, rec.partition, rec.offset, rec.key)
+                payload = dead_letter_payload(rec.value, reason, rec.topic, rec.partition, rec.offset, rec.key,
+                                              reason_code=code)  # fmt: skip
                 await out.send(cfg.dead_letters_topic, rec.key, payload)
                 result.dead_letters += 1
         result.model_version = model.version

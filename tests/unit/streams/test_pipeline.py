@@ -12,6 +12,7 @@ import redis.exceptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from segstream.models.contract import EventLimits
 from segstream.models.events import parse_event
 from segstream.models.features import DAY_MS, FEATURE_NAMES
 from segstream.streams.pipeline import BatchProcessor, PipelineConfig
@@ -135,14 +136,14 @@ def test_an_event_dated_past_the_allowed_skew_is_dead_lettered_and_leaves_the_wa
         proc = processor(**cfg)
         return proc, await proc.process(records(*values)), await proc.store.watermark()
 
-    proc, result, watermark = run(go(max_future_skew_s=86_400))
+    proc, result, watermark = run(go(limits=EventLimits(max_future_skew_ms=86_400_000)))
     assert (result.scored, result.dead_letters) == (2, 1)
     assert watermark == near
     [letter] = proc.producer.values("dead-letters")
     assert "hours ahead of the worker's clock (at most 24 hours are accepted)" in letter["error"]
     assert letter["error"].startswith("field 'timestamp': ") and json.loads(letter["raw"])["event_id"] == "far"
     # 0 turns the check off: the contract alone decides.
-    proc, result, watermark = run(go(max_future_skew_s=0))
+    proc, result, watermark = run(go(limits=EventLimits(max_future_skew_ms=0)))
     assert (result.scored, result.dead_letters, watermark) == (3, 0, far)
 
 
@@ -294,13 +295,13 @@ def test_starting_batches_before_the_previous_finalized_decides_exactly_as_one_a
 
     # Up to 2,560 days after T0 (2025): past today's clock, so the future-skew check is off here.
     async def one_at_a_time():
-        proc = processor(hysteresis=hold, max_future_skew_s=0)
+        proc = processor(hysteresis=hold, limits=EventLimits(max_future_skew_ms=0))
         for row in values:
             await proc.process(records(*row))
         return _outcome(proc), await _decisions(proc, proc.store, ["a", "b", "c"])
 
     async def all_in_flight():
-        proc = processor(hysteresis=hold, max_future_skew_s=0)
+        proc = processor(hysteresis=hold, limits=EventLimits(max_future_skew_ms=0))
         finishing = [await proc.start(records(*row)) for row in values]  # none awaited yet
         assert proc._unfinalized  # decided, not finalized: the next batches read these
         results = [await f for f in finishing]

@@ -77,7 +77,7 @@ def test_trainer_side_report_names_row_and_column_of_dropped_rows(tmp_path: Path
     path.write_text(HEADER + GOOD_ROW + "e2,C1,2025-01-02T00:00:00+00:00,abc\ne3,C2,yesterday,3\n")
     events, report = load_and_clean(str(path), None, None, echo=False)
     assert len(events) == 1
-    assert report.first_bad == {"unparseable_amount": "row 2: 'abc'", "unparseable_timestamp": "row 3: 'yesterday'"}
+    assert report.first_bad == {"invalid_amount": "row 2: 'abc'", "invalid_timestamp": "row 3: 'yesterday'"}
     assert "first at row 2: 'abc'" in report.render()
 
 

@@ -71,7 +71,7 @@ def test_dirty_share_and_kinds():
     df = generate_transactions(1000, 365, seed=11, dirty_fraction=0.02)
     _, report = clean_transactions(df, "gen")
     assert 0.015 <= report.dropped_rows / report.input_rows <= 0.025
-    for reason in ("missing_customer_id", "unparseable_timestamp", "unparseable_amount", "duplicate_event"):
+    for reason in ("missing_customer_id", "invalid_timestamp", "invalid_amount", "duplicate_event"):
         assert report.dropped[reason] > 0, reason
     dupes = df[df["event_id"].duplicated(keep=False)]
     assert len(dupes) == 2 * report.dropped["duplicate_event"]
