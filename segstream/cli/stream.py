@@ -66,28 +66,87 @@ def worker(loglevel: str, web_host: str, no_uvloop: bool) -> None:
 @click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="Messages per second.")
 @click.option("--max-speed", is_flag=True, help="As fast as the client can (the default without --rate).")
 @click.option("--topic", default=None, help="Target topic (default: SEGSTREAM_TOPIC_TRANSACTIONS).")
+@click.option("--strict", is_flag=True, help="Send nothing if the worker would dead-letter any row.")
+@click.option("--send-invalid", is_flag=True,
+              help="Send the rows the worker will dead-letter too (to exercise the dead-letter path).")
 def replay(
-    file: str, map: tuple[str, ...], preset: str | None, rate: float | None, max_speed: bool, topic: str | None
+    file: str, map: tuple[str, ...], preset: str | None, rate: float | None, max_speed: bool, topic: str | None,
+    strict: bool, send_invalid: bool,
 ) -> None:
-    """Produce a history FILE (CSV/Parquet, same loader and --map as train) to Kafka in timestamp order."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Produce a history FILE (CSV/Parquet, same loader and --map as train) to Kafka in timestamp order.
 
-    from segstream.cli.data import load_and_clean
-    from segstream.streams.replay import records_from_frame
-    from segstream.streams.replay import replay as produce
+    Every row is first judged by the worker's own event contract, with the limits the worker reads
+    (SEGSTREAM_EVENTS_*, SEGSTREAM_WORKER_MAX_FUTURE_SKEW_S): what it would dead-letter is reported by
+    reason and, by default, not sent.
+    """
+    from segstream.streams.errors import ReplayError
 
     if rate is not None and max_speed:
         raise click.UsageError("use either --rate or --max-speed")
+    if strict and send_invalid:
+        raise click.UsageError("use either --strict or --send-invalid")
     settings = _settings()
-    events, _ = load_and_clean(file, map, preset)  # the cleaning report says which rows were skipped and why
-    records = records_from_frame(events)
+    records, rejections = _replay_records(file, map, preset, settings.event_limits(), send_invalid)
+    click.echo(rejections.render())
+    if strict and rejections.total:
+        raise ReplayError(f"--strict: the worker would dead-letter {rejections.total:,} rows of {file}; "
+                          "nothing was sent")  # fmt: skip
+    if not records:
+        raise ReplayError(f"no row of {file} is valid for the worker; nothing was sent")
     target = topic or settings.topics.transactions
+    result = _produce_with_progress(records, settings, target, rate)
+    invalid = f", {rejections.total:,} of them invalid on purpose" if send_invalid and rejections.total else ""
+    skipped = f"; {rejections.total:,} invalid rows not sent" if not send_invalid and rejections.total else ""
+    click.echo(f"sent {result.sent:,} events to {target} in {result.seconds:.1f}s ({result.rate:,.0f}/s)"
+               f"{invalid}{skipped}")  # fmt: skip
+
+
+def _replay_records(file: str, map: tuple[str, ...], preset: str | None, limits: Any, send_invalid: bool
+                    ) -> tuple[list[dict[str, Any]], Any]:
+    """The records to send (valid ones in timestamp order, then the invalid ones if asked) and the rejections."""
+    import time
+
+    from segstream.cli.data import load_raw
+    from segstream.streams.replay import Rejections, records_from_frame, worker_verdict
+    from segstream.trainer.cleaning import clean_prepared, prepare_rows
+    from segstream.trainer.errors import DataFileError
+
+    prepared = prepare_rows(load_raw(file, map, preset), file, limits=limits)
+    rejections = Rejections(duplicates=int((prepared.codes == "duplicate_event").sum()))
+    for code in dict.fromkeys(prepared.codes):
+        if code not in ("", "duplicate_event"):
+            rejections.counts[code] = int((prepared.codes == code).sum())
+            rejections.examples[code] = prepared.first_rows(code)
+    try:
+        clean, _ = clean_prepared(prepared, file)
+        records = records_from_frame(clean)
+    except DataFileError:  # no valid row: the caller reports the rejections and what was sent
+        records = []
+    # The worker's own checks on exactly what will be sent: cleaning applies the same rules, so this finds
+    # nothing unless the two drift apart, and then the row is held back rather than dead-lettered.
+    now_ms = int(time.time() * 1000)
+    refused = [(r, code) for r in records if (code := worker_verdict(r, limits, now_ms))]
+    if refused:
+        drift = {id(r) for r, _ in refused}
+        records = [r for r in records if id(r) not in drift]
+        for r, code in refused:
+            rejections.counts[code] = rejections.counts.get(code, 0) + 1
+            rejections.examples.setdefault(code, []).append(f"event {r.get('event_id')!r}")
+    if send_invalid:
+        bad = (prepared.codes != "") & (prepared.codes != "duplicate_event")
+        records += [prepared.record(int(i)) for i in bad.nonzero()[0]]
+    return records, rejections
+
+
+def _produce_with_progress(records: list[dict[str, Any]], settings: Any, target: str, rate: float | None) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from segstream.streams.replay import replay as produce
+
     columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task("replay", total=len(records))
-        result = produce(records, settings.kafka, target, rate=rate,
-                         progress=lambda n: bar.update(task, completed=n))  # fmt: skip
-    click.echo(f"sent {result.sent:,} events to {target} in {result.seconds:.1f}s ({result.rate:,.0f}/s)")
+        return produce(records, settings.kafka, target, rate=rate, progress=lambda n: bar.update(task, completed=n))
 
 
 async def _with_store(settings: Any, action: Any) -> Any:

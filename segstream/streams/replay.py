@@ -11,9 +11,12 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from segstream.models.contract import DEFAULT_LIMITS, EventLimits, describe
+from segstream.models.errors import EventValidationError
+from segstream.models.events import check_not_ahead, parse_event
 from segstream.streams.errors import ReplayError
 
 if TYPE_CHECKING:
@@ -35,6 +38,58 @@ class ReplayResult:
     def rate(self) -> float:
         """Messages per second."""
         return self.sent / self.seconds if self.seconds > 0 else float("inf")
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """The message value a replay sends for ``record`` (what the worker will parse)."""
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def worker_verdict(record: dict[str, Any], limits: EventLimits = DEFAULT_LIMITS, now_ms: int | None = None) -> str:
+    """The reason code the worker would dead-letter ``record`` with, or ``""`` when it would accept it.
+
+    The same calls the worker makes (:func:`~segstream.models.events.parse_event` on the encoded bytes, then
+    the future-skew check against ``now_ms``, default the current time), so a replay can tell in advance.
+    """
+    try:
+        event = parse_event(encode(record), limits)
+        if limits.max_future_skew_ms:
+            check_not_ahead(event, int(time.time() * 1000) if now_ms is None else now_ms, limits.max_future_skew_ms)
+    except EventValidationError as exc:
+        return exc.code
+    return ""
+
+
+@dataclass
+class Rejections:
+    """What the worker would dead-letter of a file: rows by reason code, and where each reason first shows.
+
+    Attributes:
+        counts: reason code -> rows.
+        examples: reason code -> up to three places, e.g. ``"row 7: '1997-01-01'"``.
+        duplicates: rows repeating an earlier row's event id (the worker skips them; they are not sent).
+    """
+
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    duplicates: int = 0
+
+    @property
+    def total(self) -> int:
+        """Rows the worker would dead-letter."""
+        return sum(self.counts.values())
+
+    def render(self) -> str:
+        """A few lines for the terminal."""
+        if not self.total:
+            lines = ["the worker accepts every row"]
+        else:
+            lines = [f"the worker would dead-letter {self.total:,} rows:"]
+            for code, n in sorted(self.counts.items(), key=lambda kv: -kv[1]):
+                lines.append(f"  {code:<24}{n:>10,}  {describe(code)}; first at {', '.join(self.examples[code])}")
+        if self.duplicates:
+            lines.append(f"  ({self.duplicates:,} rows repeat an earlier event id and are not sent)")
+        return "\n".join(lines)
 
 
 def records_from_frame(events: pd.DataFrame, sort: bool = True) -> list[dict[str, Any]]:
@@ -130,7 +185,7 @@ def replay(
     if raw_values is not None:
         pairs = raw_values
     else:
-        pairs = ((str(r["customer_id"]).encode(), json.dumps(r, separators=(",", ":")).encode()) for r in records)
+        pairs = ((str(r.get("customer_id", "")).encode(), encode(r)) for r in records)
     started = time.perf_counter()
     sent = 0
     failures: list[BaseException] = []

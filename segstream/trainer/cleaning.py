@@ -31,7 +31,7 @@ from segstream.models.event_frame import VALID, CandidateRows, judge_rows
 from segstream.trainer.errors import DataFileError
 from segstream.trainer.loading import OPTIONAL, REQUIRED
 
-__all__ = ["REASONS", "CleaningReport", "PreparedRows", "clean_transactions", "prepare_rows",
+__all__ = ["REASONS", "CleaningReport", "PreparedRows", "clean_prepared", "clean_transactions", "prepare_rows",
            "parse_amounts", "parse_timestamps"]  # fmt: skip
 
 # pandas' datetime64[ns] range: ISO text outside it cannot be read here (the contract's bounds lie inside).
@@ -206,6 +206,31 @@ class PreparedRows:
     amount: np.ndarray
     codes: np.ndarray
 
+    def record(self, i: int) -> dict[str, object]:
+        """Row ``i`` (0-based) as the JSON event a replay would send: the values read from its cells, and
+        for a cell that could not be read its stripped text, so the worker judges what the file holds.
+
+        Valid rows are sent from the clean frame instead (:func:`segstream.streams.replay.records_from_frame`);
+        this serves the rows the contract refuses (``replay --send-invalid``) and the parity test.
+        """
+        raw = self.raw.iloc[i]
+        out: dict[str, object] = {}
+        for name, value in (("event_id", self.event_id.iloc[i]), ("customer_id", self.customer_id.iloc[i])):
+            if not pd.isna(value):
+                out[name] = str(value)
+        for name, value in (("timestamp", self.ts_ms[i]), ("amount", self.amount[i])):
+            if np.isfinite(value):
+                out[name] = int(value) if name == "timestamp" else float(value)
+            elif (text := _cell_text(raw[name])) is not None:
+                out[name] = text
+        for name in (*OPTIONAL_TEXT, "store_id", "quantity"):
+            if name in self.raw.columns and (text := _cell_text(raw[name])) is not None:
+                if name != "quantity":
+                    out[name] = text
+                elif np.isfinite(q := float(pd.to_numeric(text, errors="coerce"))):
+                    out[name] = int(q) if q.is_integer() and abs(q) < 2**53 else q
+        return out
+
     def first_rows(self, code: str, limit: int = 3) -> list[str]:
         """Where ``code`` first happened, as ``"row 7: 'abc'"`` strings."""
         column = _REASON_COLUMN.get(code)
@@ -272,6 +297,13 @@ def prepare_rows(
                         candidate.amount, codes)  # fmt: skip
 
 
+def _cell_text(value: object) -> str | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]
+        return None
+    text = str(value).strip()
+    return text or None
+
+
 def _blank(col: pd.Series) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_datetime64_any_dtype(col.dtype):
         return col.isna().to_numpy()
@@ -303,8 +335,12 @@ def clean_transactions(
         DataFileError: a required column is missing, the input has no rows, a whole column cannot be
             parsed (the message gives the first bad value and its row), or no row survives.
     """
-    prepared = prepare_rows(raw, source, limits=limits, now=now)
-    rows, codes = prepared.rows, prepared.codes
+    return clean_prepared(prepare_rows(raw, source, limits=limits, now=now), source)
+
+
+def clean_prepared(prepared: PreparedRows, source: str) -> tuple[pd.DataFrame, CleaningReport]:
+    """:func:`clean_transactions` on rows already read and judged by :func:`prepare_rows`."""
+    raw, rows, codes = prepared.raw, prepared.rows, prepared.codes
     if prepared.customer_id.isna().all():
         raise DataFileError(f"file {source}: column 'customer_id': every value is empty")
     bad_ts = ~np.isfinite(prepared.ts_ms)
