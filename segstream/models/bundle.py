@@ -12,6 +12,7 @@ Typical use::
                                 feature_spec=FEATURE_SPEC.to_dict(), data_fingerprint=fp,
                                 metrics=metrics, info={"segment_names": names}, signing_key=key)
     promote(path, signing_key=key)                       # <root>/current -> <version>
+    promote(elsewhere, root, copy=True)                  # <root>/<name> copied in, current -> it
     bundle = load_bundle(resolve_current(root), expected_feature_hash=FEATURE_SPEC.hash,
                          signing_key=key)                 # verified, then unpickled
 """
@@ -29,6 +30,7 @@ from segstream.models.bundle_root import (
     CURRENT_NAME,
     BundleEntry,
     PromoteResult,
+    current_bundle,
     current_version,
     list_bundles,
     promote,
@@ -49,6 +51,7 @@ __all__ = [
     "FileEntry",
     "LoadedBundle",
     "PromoteResult",
+    "current_bundle",
     "current_version",
     "list_bundles",
     "load_bundle",

@@ -6,19 +6,27 @@ verified (hashes, signature, feature spec) and loaded, and only then swapped in 
 assignment. The pipeline reads ``holder.active`` once per batch, so a batch is scored by one model from
 start to end and no event waits for or misses a swap. A bundle that fails verification or loading is
 refused, logged, remembered (so it is not retried on every poll) and the old model keeps serving.
+
+A refusal is remembered by what was checked, not by the version id: the resolved bundle directory plus a
+:func:`bundle_fingerprint` of its files. A corrupted copy of version V is refused, yet the intact V
+promoted afterwards (another directory) or the same directory repaired in place (other file stats) is
+tried again; an unchanged refused bundle is neither reloaded nor logged again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from segstream.models.bundle import current_version, load_bundle, resolve_current
+from segstream.models.bundle import CURRENT_NAME, MANIFEST_NAME, current_bundle, load_bundle, read_manifest
 from segstream.models.errors import BundleError
 from segstream.models.features import FEATURE_SPEC
 from segstream.models.serving import SERVING, ServingModels
@@ -76,8 +84,63 @@ def load_active(path: Path, *, signing_key: bytes | None = None, require_signatu
     return ActiveModel(loaded.version, loaded.path, serving)
 
 
+@dataclass(frozen=True)
+class BundleFingerprint:
+    """What a refusal is remembered by: where the bundle is and the state of its files.
+
+    Attributes:
+        path: The bundle directory, symlinks resolved.
+        manifest_sha256: Hex sha256 of ``manifest.json`` (``""`` when unreadable).
+        files: ``(name, size, mtime_ns, inode)`` of every entry in the directory, sorted; unlisted pickles
+            and a missing signature change verification too, so all entries count, not just the artifacts.
+    """
+
+    path: Path
+    manifest_sha256: str
+    files: tuple[tuple[str, int, int, int], ...]
+
+
+def bundle_fingerprint(path: Path) -> BundleFingerprint:
+    """Fingerprint a bundle directory cheaply: one small read and one stat per file, no artifact hashing.
+
+    Cheap enough for every poll (a few seconds apart). A rewrite that keeps a file's size, inode and
+    mtime (same filesystem timestamp tick) is not noticed; replacing a file or touching it is.
+    """
+    path = Path(path).resolve()
+    try:
+        manifest_sha = hashlib.sha256((path / MANIFEST_NAME).read_bytes()).hexdigest()
+    except OSError:
+        manifest_sha = ""
+    files: list[tuple[str, int, int, int]] = []
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                try:
+                    st = entry.stat()  # follows symlinks: what a load would read
+                except OSError:
+                    st = None
+                files.append((entry.name, st.st_size, st.st_mtime_ns, st.st_ino) if st else (entry.name, -1, -1, -1))
+    except OSError:
+        pass  # an unreadable directory is fingerprinted by path alone; loading it fails the same way
+    return BundleFingerprint(path, manifest_sha, tuple(sorted(files)))
+
+
+def no_model_hint(models_root: Path) -> str:
+    """How to get a model to a worker that has none: where it looks and the two commands that put one there."""
+    root = Path(models_root).absolute()
+    return (
+        f"train one with `segstream train --out {root}/NAME --promote` or run `segstream promote DIR` "
+        f"(SEGSTREAM_MODEL_ROOT={root})"
+    )
+
+
 class ModelHolder:
-    """Holds the active model and swaps in a new one when the ``current`` pointer moves."""
+    """Holds the active model and swaps in a new one when the ``current`` pointer moves.
+
+    Attributes:
+        refused: Refusal reasons, keyed by the :class:`BundleFingerprint` of the refused bundle (or by
+            ``"pointer:<error>"`` when ``current`` itself is broken).
+    """
 
     def __init__(
         self,
@@ -91,7 +154,7 @@ class ModelHolder:
         self._signing_key = signing_key
         self._require_signature = require_signature
         self.active: ActiveModel | None = active
-        self.refused: dict[str, str] = {}
+        self.refused: dict[Hashable, str] = {}
         self.swaps = 0
 
     def require(self) -> ActiveModel:
@@ -102,7 +165,7 @@ class ModelHolder:
         """
         model = self.active
         if model is None:
-            raise NoModelError(f"{self.models_root}: no model bundle loaded (train one and promote it)")
+            raise NoModelError(f"{self.models_root}: no model bundle loaded; {no_model_hint(self.models_root)}")
         return model
 
     def poll(self) -> str:
@@ -113,30 +176,31 @@ class ModelHolder:
             ``"none"`` (no ``current`` pointer yet).
         """
         try:
-            version = current_version(self.models_root)
+            # Resolve once and use that directory throughout, so a pointer moving mid-poll cannot make the
+            # version, the fingerprint and the loaded bundle come from different directories.
+            path = current_bundle(self.models_root)
+            if path is None:
+                return "none"
+            version = read_manifest(path).version
         except BundleError as exc:
             return self._refuse(f"pointer:{exc}", str(exc))
-        if version is None:
-            return "none"
         if self.active is not None and version == self.active.version:
             return "unchanged"
-        if version in self.refused:
+        # Taken before loading: if files change during the load, the next poll sees another fingerprint.
+        fingerprint = bundle_fingerprint(path)
+        if fingerprint in self.refused:
             return "refused"
         try:
-            model = load_active(
-                resolve_current(self.models_root),
-                signing_key=self._signing_key,
-                require_signature=self._require_signature,
-            )
+            model = load_active(path, signing_key=self._signing_key, require_signature=self._require_signature)
         except BundleError as exc:
-            return self._refuse(version, str(exc))
+            return self._refuse(fingerprint, str(exc))
         previous = self.active.version if self.active is not None else None
         self.active = model  # one assignment: a batch sees the old model or the new one, never a mix
         self.swaps += previous is not None
         log.info("model bundle %s loaded (previous: %s)", model.version, previous)
         return "swapped"
 
-    def _refuse(self, key: str, reason: str) -> str:
+    def _refuse(self, key: Hashable, reason: str) -> str:
         if key not in self.refused:
             kept = self.active.version if self.active is not None else "none"
             log.error("refused model bundle: %s; keeping the active model (%s)", reason, kept)
@@ -154,7 +218,14 @@ class ModelHolder:
             outcome = await self.poll_async()
             if self.active is None:
                 if not warned:
-                    log.warning("waiting for a model bundle under %s (%s)", self.models_root, outcome)
+                    pointer = Path(self.models_root).absolute() / CURRENT_NAME
+                    # Say where the worker looks and how to put a model there: a bundle promoted into
+                    # another root otherwise leaves the worker waiting with no clue why.
+                    if outcome == "refused":
+                        state = f"the bundle at {pointer} was refused (see the error above)"
+                    else:
+                        state = f"no model bundle at {pointer}"
+                    log.warning("waiting for a model: %s; %s", state, no_model_hint(self.models_root))
                     warned = True
                 await asyncio.sleep(interval_s)
         return self.active

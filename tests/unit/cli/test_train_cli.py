@@ -92,7 +92,8 @@ def test_score_matches_the_bundles_customer_table(trained):
 def test_promote_and_retrain_keeps_segment_ids(trained):
     root, history, bundle, _ = trained
     runner = CliRunner()
-    assert runner.invoke(cli, ["promote", str(bundle)]).exit_code == 0
+    # promote targets the worker's root (SEGSTREAM_MODEL_ROOT); point it at the bundle's parent.
+    assert runner.invoke(cli, ["promote", str(bundle)], env={"SEGSTREAM_MODEL_ROOT": str(bundle.parent)}).exit_code == 0
     assert resolve_current(bundle.parent) == bundle.resolve()
     second = root / "models" / "b2"
     result = runner.invoke(

@@ -372,6 +372,9 @@ def test_cli_promote_prints_versions_and_refuses_broken(
 ) -> None:
     monkeypatch.setattr("segstream.cli.bundle._signing_options", lambda: (None, False))
     root = tmp_path / "models"
+    # promote defaults to the worker's root (SEGSTREAM_MODEL_ROOT), not the bundle's parent: set it here so
+    # the test never writes into the working directory's .segstream/models.
+    monkeypatch.setenv("SEGSTREAM_MODEL_ROOT", str(root))
     old, new = _root_bundle(root, 1), _root_bundle(root, 2)
     _cli("promote", str(old))
     result = _cli("promote", str(new), "--models-root", str(root))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 
 import pytest
 
+from segstream.streams import bundle_watch
 from segstream.streams.bundle_watch import ModelHolder
 from segstream.streams.errors import NoModelError
 from segstream.streams.pipeline import BatchProcessor, PipelineConfig
@@ -87,3 +89,73 @@ def test_a_dangling_pointer_is_refused(tmp_path):
     point_current_at(tmp_path, "does-not-exist")
     assert holder.poll() == "refused"
     assert holder.require().version == good.name
+
+
+def test_a_refused_bundle_repaired_in_place_is_tried_again(tmp_path, caplog):
+    good = make_bundle(tmp_path)
+    holder = ModelHolder(tmp_path)
+    holder.poll()
+    bundle = make_bundle(tmp_path, RecencyScorer(offset=1), do_promote=False)
+    intact = (bundle / "serving.joblib").read_bytes()
+    # A different size, so the repair below changes the file's stat whatever the timestamp granularity.
+    (bundle / "serving.joblib").write_bytes(b"garbage")
+    point_current_at(tmp_path, bundle.name)
+    assert holder.poll() == "refused"
+    assert holder.require().version == good.name
+    (bundle / "serving.joblib").write_bytes(intact)
+    with caplog.at_level("INFO", logger="segstream.worker"):
+        assert holder.poll() == "swapped"
+    assert holder.require().version == bundle.name  # same version id that was refused before
+    assert f"model bundle {bundle.name} loaded" in caplog.text
+
+
+def test_an_intact_copy_of_a_refused_version_is_loaded(tmp_path):
+    good = make_bundle(tmp_path)
+    holder = ModelHolder(tmp_path)
+    holder.poll()
+    bundle = make_bundle(tmp_path, RecencyScorer(offset=1), do_promote=False)
+    corrupted = tmp_path / f"{bundle.name}-bad-copy"
+    shutil.copytree(bundle, corrupted)
+    (corrupted / "serving.joblib").write_bytes(b"garbage")
+    point_current_at(tmp_path, corrupted.name)
+    assert holder.poll() == "refused" and holder.require().version == good.name
+    point_current_at(tmp_path, bundle.name)  # the intact bundle of the same version is promoted
+    assert holder.poll() == "swapped" and holder.require().version == bundle.name
+
+
+def test_an_unchanged_refused_bundle_is_not_reloaded(tmp_path, monkeypatch, caplog):
+    make_bundle(tmp_path)
+    holder = ModelHolder(tmp_path)
+    holder.poll()
+    broken = make_bundle(tmp_path, RecencyScorer(offset=1), do_promote=False)
+    (broken / "serving.joblib").write_bytes(b"garbage")
+    point_current_at(tmp_path, broken.name)
+    loads = []
+    real_load = bundle_watch.load_active
+
+    def counting_load(path, **kwargs):
+        loads.append(path)
+        return real_load(path, **kwargs)
+
+    monkeypatch.setattr(bundle_watch, "load_active", counting_load)
+    with caplog.at_level("ERROR", logger="segstream.worker"):
+        assert [holder.poll() for _ in range(4)] == ["refused"] * 4
+    assert loads == [broken.resolve()]
+    assert caplog.text.count("refused model bundle") == 1
+    assert len(holder.refused) == 1
+
+
+def test_waiting_for_a_model_says_where_and_how_to_fix_it(tmp_path, caplog):
+    root = tmp_path / "models"
+    holder = ModelHolder(root)
+
+    async def wait_briefly():
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(holder.wait_ready(0.01), 0.1)
+
+    with caplog.at_level("WARNING", logger="segstream.worker"):
+        asyncio.run(wait_briefly())
+    assert caplog.text.count("waiting for a model") == 1
+    assert f"no model bundle at {root}/current" in caplog.text
+    assert "segstream promote DIR" in caplog.text and "segstream train" in caplog.text
+    assert f"SEGSTREAM_MODEL_ROOT={root}" in caplog.text
