@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from segstream.models.contract import DEFAULT_MAX_TIMESTAMP_MS, DEFAULT_MIN_TIMESTAMP_MS, EventLimits
@@ -309,6 +318,13 @@ class WorkerSettings(BaseSettings):
     # ahead would move the watermark, and every customer's as-of time, there. A day covers any time-zone
     # mix-up; 0 turns the check off (replaying synthetic data dated in the future).
     max_future_skew_s: float = Field(default=86_400.0, ge=0)
+    # Dead-letter alert: when dead letters are at least this share of the events (dead letters + valid events)
+    # seen over the last ``dead_letter_alert_window_s`` seconds, the worker logs a WARNING (once, and an INFO
+    # once it clears) and /health says "degraded". ``dead_letter_alert_min_events`` keeps a lone bad message
+    # on an idle worker from raising it: the window must hold at least that many events.
+    dead_letter_alert_share: float = Field(default=0.5, gt=0, le=1)
+    dead_letter_alert_window_s: int = Field(default=60, ge=1, le=3600)
+    dead_letter_alert_min_events: int = Field(default=10, ge=1)
 
 
 def _utc_ms(moment: datetime) -> int:

@@ -20,12 +20,23 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "duplicates": ("duplicates", "duplicates_skipped", "duplicates_total", "counts.duplicates"),
     "lag": ("consumer_lag", "lag", "lag_total", "lag.total"),
     "drift_psi": ("drift_psi", "psi", "drift.psi", "drift_score", "drift"),
+    "dead_letter_share": ("dead_letter_share", "dead_letters.share"),
+    "dead_letters_window": ("dead_letters_window", "dead_letters.window"),
+    "events_window": ("events_window",),
+    "dead_letter_window_s": ("dead_letter_window_s", "dead_letters.window_s"),
+    "dead_letter_alert": ("dead_letter_alert", "dead_letters.alert"),
+    "dead_letter_alert_share": ("dead_letter_alert_share", "dead_letters.threshold"),
     "model_version": ("model_version",),
     "worker": ("worker", "worker_id"),
 }
 # How the newest record of each worker adds up to the whole deployment's figure.
+# The dead-letter share: the worst worker's, unless the window counts allow the deployment's own (see below).
 _COMBINE = {"events_per_s": "sum", "processed": "sum", "dead_letters": "sum", "duplicates": "sum", "lag": "sum",
-            "drift_psi": "max"}  # fmt: skip
+            "drift_psi": "max", "dead_letter_share": "max", "dead_letters_window": "sum", "events_window": "sum",
+            "dead_letter_window_s": "max", "dead_letter_alert": "max",
+            "dead_letter_alert_share": "min"}  # fmt: skip
+_REASON_FIELDS = {"total": ("dead_letters_by_reason", "dead_letters.by_reason"),
+                  "window": ("dead_letters_by_reason_window", "dead_letters.by_reason_window")}  # fmt: skip
 _MIX_FIELDS = ("segment_mix", "segment_distribution", "segments", "segment_counts", "mix")
 _TIME_FIELDS = ("generated_at", "time", "timestamp", "at", "emitted_at")
 
@@ -75,9 +86,35 @@ def latest_totals(frame: pd.DataFrame) -> dict[str, Any]:
     out: dict[str, Any] = {"time": frame["time"].max(), "workers": len(newest)}
     for column, how in _COMBINE.items():
         if column in newest and newest[column].notna().any():
-            values = pd.to_numeric(newest[column], errors="coerce").dropna()
-            out[column] = float(values.sum() if how == "sum" else values.max())
+            values = pd.to_numeric(newest[column].astype(object).map(_number), errors="coerce").dropna()
+            if values.empty:
+                continue
+            out[column] = float(values.sum() if how == "sum" else values.max() if how == "max" else values.min())
+    # Every worker reports its window's counts: the deployment's share is theirs added up, not the worst one's.
+    if out.get("events_window"):
+        out["dead_letter_share"] = out.get("dead_letters_window", 0.0) / out["events_window"]
+    if "dead_letter_alert" in out:
+        out["dead_letter_alert"] = bool(out["dead_letter_alert"])
     return out
+
+
+def dead_letter_reasons(records: Sequence[Mapping[str, Any]], scope: str = "total") -> dict[str, int]:
+    """Dead letters per reason code in the newest record of each worker, added up, most frequent first.
+
+    ``scope`` is ``"total"`` (since each worker started) or ``"window"`` (each worker's alert window).
+    """
+    newest: dict[Any, Mapping[str, Any]] = {}
+    for record in sorted(records, key=record_time):
+        newest[_first(record, FIELDS["worker"])] = record
+    counts: dict[str, int] = {}
+    for record in newest.values():
+        reasons = _first(record, _REASON_FIELDS[scope])
+        if not isinstance(reasons, Mapping):
+            continue
+        for reason, count in reasons.items():
+            if isinstance(count, int | float) and not isinstance(count, bool) and count > 0:
+                counts[str(reason)] = counts.get(str(reason), 0) + int(count)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def mix_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -111,6 +148,10 @@ def _first(record: Mapping[str, Any], names: Sequence[str]) -> Any:
         if value is not None:
             return value
     return None
+
+
+def _number(value: Any) -> Any:
+    return float(value) if isinstance(value, bool) else value
 
 
 def _sum(values: Mapping[str, Any]) -> float | None:

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from segstream.settings import Settings
+from segstream.settings import Settings, WorkerSettings
 from segstream.streams.batching import consume_in_batches
 from segstream.streams.bundle_watch import ModelHolder
 from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
 from segstream.streams.heap import settle_heap
-from segstream.streams.monitoring import WorkerStats, monitoring_record
+from segstream.streams.monitoring import DeadLetterWindow, WorkerStats, monitoring_record
 from segstream.streams.outputs import OutputBatch, Record, dumps, send_partition_batches
 from segstream.streams.pipeline import BatchProcessor, ConsumedRecord, PipelineConfig
 from segstream.streams.state import StateStore, open_store
@@ -219,7 +219,7 @@ def create_worker(
     holder = ModelHolder(settings.models.root, signing_key=key, require_signature=settings.models.require_signature)
     app = faust.App(w.group_id, datadir=str(data_dir), **faust_app_kwargs(settings))
     producer = FaustProducer(app)
-    stats = WorkerStats()
+    stats = worker_stats(w)
     lock = asyncio.Lock()
     config = PipelineConfig(
         scored_topic=topics.scored,
@@ -297,6 +297,15 @@ def create_worker(
     return app, runtime
 
 
+def worker_stats(w: WorkerSettings) -> WorkerStats:
+    """The worker's counters, with the dead-letter alert configured from its settings."""
+    return WorkerStats(
+        dead_letter_window=DeadLetterWindow(w.dead_letter_alert_window_s),
+        dead_letter_alert_share=w.dead_letter_alert_share,
+        dead_letter_alert_min_events=w.dead_letter_alert_min_events,
+    )
+
+
 async def publish_monitoring(runtime: WorkerRuntime, producer: FaustProducer, topic: str) -> dict[str, Any]:
     """Build, log and publish one monitoring record."""
     active = runtime.holder.active
@@ -314,9 +323,10 @@ async def publish_monitoring(runtime: WorkerRuntime, producer: FaustProducer, to
         worker_id=runtime.worker_id,
     )
     log.info(
-        "processed=%d (%.0f/s) dead_letters=%d duplicates=%d changes=%d lag=%s psi=%s",
-        record["processed"], record["events_per_s"], record["dead_letters"], record["duplicates_skipped"],
-        record["segment_changes"], record["consumer_lag"], record["drift_psi"],
+        "processed=%d (%.0f/s) dead_letters=%d (%.1f%% of the last %ds) duplicates=%d changes=%d lag=%s psi=%s",
+        record["processed"], record["events_per_s"], record["dead_letters"], 100 * record["dead_letter_share"],
+        record["dead_letter_window_s"], record["duplicates_skipped"], record["segment_changes"],
+        record["consumer_lag"], record["drift_psi"],
     )  # fmt: skip
     out = OutputBatch(producer)
     await out.send(topic, runtime.worker_id.encode(), dumps(record))

@@ -4,20 +4,32 @@ Drift is the population stability index (PSI) between the segment shares the mod
 the shares among the customers this worker has evaluated since it started (each customer counted once,
 in its current segment). Rule of thumb: below 0.1 stable, 0.1-0.25 moderate shift, above 0.25 a real
 change worth retraining for. The mix keeps one small int per customer seen, in memory.
+
+Dead letters are counted by reason code, in total and over a sliding window of the last N seconds (one
+bucket per second, so memory is fixed by N and the number of reason codes). When dead letters are at least
+a set share of the events in the window, the worker is in a dead-letter alert: a WARNING is logged when it
+starts, an INFO when it clears, and ``/health`` says "degraded".
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from segstream.streams.heap import GcPauses
 
+log = logging.getLogger("segstream.worker")
+
 PSI_EPSILON = 1e-4
+DEFAULT_DEAD_LETTER_ALERT_SHARE = 0.5
+DEFAULT_DEAD_LETTER_WINDOW_S = 60
+DEFAULT_DEAD_LETTER_MIN_EVENTS = 10
+TOP_REASONS = 5
 
 
 def psi(expected: Mapping[int, float], actual: Mapping[int, float], epsilon: float = PSI_EPSILON) -> float:
@@ -61,6 +73,90 @@ class SegmentMix:
         return {k: v / total for k, v in sorted(self.counts.items()) if v > 0} if total else {}
 
 
+class DeadLetterWindow:
+    """Valid events and dead letters (by reason) over the last ``window_s`` seconds of a monotonic clock.
+
+    One bucket per whole second, in a ring of ``window_s`` buckets: the window is the current second and the
+    ``window_s - 1`` before it, so an event counts while ``floor(its time) > floor(now) - window_s``. Adding
+    is O(1); reading sums the ring (O(window_s)), which the monitoring tick and ``/health`` do.
+    """
+
+    def __init__(self, window_s: int = DEFAULT_DEAD_LETTER_WINDOW_S, clock: Callable[[], float] = time.monotonic):
+        if int(window_s) < 1:
+            raise ValueError(f"window_s must be at least 1 second, got {window_s!r}")
+        self.window_s = int(window_s)
+        self._clock = clock
+        self._second: list[int | None] = [None] * self.window_s
+        self._valid = [0] * self.window_s
+        self._dead = [0] * self.window_s
+        self._reasons: list[Counter[str]] = [Counter() for _ in range(self.window_s)]
+
+    def _bucket(self) -> int:
+        second = math.floor(self._clock())
+        i = second % self.window_s
+        if self._second[i] != second:  # a bucket left over from an earlier lap of the ring
+            self._second[i] = second
+            self._valid[i] = self._dead[i] = 0
+            self._reasons[i].clear()
+        return i
+
+    def add_valid(self, n: int = 1) -> None:
+        """Count ``n`` events that parsed (scored or recognised as duplicates)."""
+        if n > 0:
+            self._valid[self._bucket()] += n
+
+    def add_dead_letter(self, reason_code: str) -> None:
+        """Count one dead letter."""
+        i = self._bucket()
+        self._dead[i] += 1
+        self._reasons[i][reason_code] += 1
+
+    def totals(self) -> tuple[int, int, Counter[str]]:
+        """``(valid events, dead letters, dead letters by reason)`` within the window now."""
+        now = math.floor(self._clock())
+        valid = dead = 0
+        reasons: Counter[str] = Counter()
+        for i, second in enumerate(self._second):
+            if second is not None and now - self.window_s < second <= now:
+                valid += self._valid[i]
+                dead += self._dead[i]
+                reasons.update(self._reasons[i])
+        return valid, dead, reasons
+
+
+@dataclass(frozen=True)
+class DeadLetterStatus:
+    """The dead-letter window as of one reading, and whether it is in alert."""
+
+    share: float  # dead letters / (dead letters + valid events) in the window; 0.0 for an empty window
+    dead_letters: int
+    valid: int
+    window_s: int
+    threshold: float
+    min_events: int
+    alert: bool
+    reasons: dict[str, int]  # within the window, most frequent first
+
+    @property
+    def events(self) -> int:
+        """Dead letters plus valid events in the window."""
+        return self.dead_letters + self.valid
+
+    def top_reasons(self, n: int = TOP_REASONS) -> list[tuple[str, int]]:
+        """The ``n`` most frequent reason codes in the window, with their counts."""
+        return list(self.reasons.items())[:n]
+
+    def describe(self) -> str:
+        """One line for the log."""
+        top = ", ".join(f"{reason}={count}" for reason, count in self.top_reasons()) or "none"
+        return (f"{self.share:.1%} of events over the last {self.window_s} s are dead letters ({self.dead_letters} "
+                f"of {self.events}; alert at {self.threshold:.1%}); top reasons: {top}")  # fmt: skip
+
+
+def _most_common(counts: Mapping[str, int]) -> dict[str, int]:
+    return {k: v for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if v > 0}
+
+
 @dataclass
 class WorkerStats:
     """Counters the pipeline, the sweep and the forecast refresh update."""
@@ -84,8 +180,15 @@ class WorkerStats:
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     mix: SegmentMix = field(default_factory=SegmentMix)
     gc: GcPauses = field(default_factory=GcPauses)  # timed only once installed (the worker does)
+    # Dead letters by reason code since the start (``dead_letters`` is their sum once batches finish), the
+    # sliding window the alert reads, and the alert's knobs (WorkerSettings.dead_letter_alert_*).
+    dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
+    dead_letter_window: DeadLetterWindow = field(default_factory=DeadLetterWindow)
+    dead_letter_alert_share: float = DEFAULT_DEAD_LETTER_ALERT_SHARE
+    dead_letter_alert_min_events: int = DEFAULT_DEAD_LETTER_MIN_EVENTS
     _last_time: float = field(default_factory=time.monotonic)
     _last_processed: int = 0
+    _dead_letter_alerting: bool = False
 
     def add_stage(self, stage: str, seconds: float) -> None:
         """Add time spent in one pipeline stage."""
@@ -96,6 +199,40 @@ class WorkerStats:
         key = (topic, partition)
         if offset > self.offsets.get(key, -1):
             self.offsets[key] = offset
+
+    def note_dead_letter(self, reason_code: str) -> None:
+        """Count one dead letter under its reason code (the pipeline calls this once per dead letter).
+
+        Does not touch ``dead_letters``, which the pipeline adds per batch when the batch finishes.
+        """
+        self.dead_letters_by_reason[reason_code] += 1
+        self.dead_letter_window.add_dead_letter(reason_code)
+
+    def note_valid(self, n: int) -> None:
+        """Count ``n`` events of a batch that parsed (the dead-letter share's other side)."""
+        self.dead_letter_window.add_valid(n)
+
+    def dead_letter_status(self) -> DeadLetterStatus:
+        """Read the window, decide the alert, and log when it starts (WARNING) or clears (INFO).
+
+        In alert when the window holds at least ``dead_letter_alert_min_events`` events and dead letters are
+        at least ``dead_letter_alert_share`` of them. Logged on changes only, whichever reader (the
+        monitoring tick, ``/health``) sees the change first.
+        """
+        window = self.dead_letter_window
+        valid, dead, reasons = window.totals()
+        events = valid + dead
+        share = dead / events if events else 0.0
+        alert = events >= self.dead_letter_alert_min_events and share >= self.dead_letter_alert_share
+        status = DeadLetterStatus(share=share, dead_letters=dead, valid=valid, window_s=window.window_s,
+                                  threshold=self.dead_letter_alert_share, min_events=self.dead_letter_alert_min_events,
+                                  alert=alert, reasons=_most_common(reasons))  # fmt: skip
+        if alert and not self._dead_letter_alerting:
+            log.warning("dead-letter alert: %s", status.describe())
+        elif not alert and self._dead_letter_alerting:
+            log.info("dead-letter alert cleared: %s", status.describe())
+        self._dead_letter_alerting = alert
+        return status
 
     def rate_since_last(self) -> float:
         """Events per second since the previous call (the monitoring interval)."""
@@ -124,6 +261,7 @@ def monitoring_record(
     live = stats.mix.shares()
     training = {int(k): float(v) for k, v in (training_mix or {}).items()}
     lag_total = sum(lag.values()) if lag else None
+    dl = stats.dead_letter_status()
     return {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "worker": worker_id,
@@ -143,4 +281,12 @@ def monitoring_record(
                         "training": {str(k): round(v, 6) for k, v in training.items()}},
         "customers_seen": sum(stats.mix.counts.values()),
         "drift_psi": round(psi(training, live), 6) if live and training else None,
+        "dead_letter_share": round(dl.share, 6),
+        "dead_letter_alert": dl.alert,
+        "dead_letter_alert_share": dl.threshold,
+        "dead_letter_window_s": dl.window_s,
+        "dead_letters_window": dl.dead_letters,
+        "events_window": dl.events,
+        "dead_letters_by_reason": _most_common(stats.dead_letters_by_reason),
+        "dead_letters_by_reason_window": dl.reasons,
     }  # fmt: skip

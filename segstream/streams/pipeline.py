@@ -199,6 +199,8 @@ class BatchProcessor:
                                               reason_code=code)  # fmt: skip
                 await out.send(cfg.dead_letters_topic, rec.key, payload)
                 result.dead_letters += 1
+                self.stats.note_dead_letter(code)
+        self.stats.note_valid(len(events))
         result.model_version = model.version
         self.stats.add_stage("parse", time.perf_counter() - started)
         finalization = None

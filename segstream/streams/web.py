@@ -1,5 +1,10 @@
 """The worker's read-only HTTP side: ``/health``, ``/metrics`` (Prometheus text), ``/customers/{id}``.
 
+``/health`` is 503 "unhealthy" when the worker cannot do its job (state store unreachable, no model), and
+200 "degraded" when it works but too much of its input is dead-lettered (the dead-letter alert, see
+:mod:`segstream.streams.monitoring`): bad input is not the worker's fault, and restarting or unrouting it
+would not help, so the status code stays 200 and the body says why.
+
 It runs its own small aiohttp server on the worker's event loop (faust's built-in web server is switched
 off so there is one server and one port, ``SEGSTREAM_WEB_PORT``, default 6066).
 """
@@ -44,6 +49,25 @@ def metrics_text(ctx: WebContext) -> str:
 
     metric("segstream_events_processed_total", "counter", "Events scored and emitted.", [("", s.processed)])
     metric("segstream_dead_letters_total", "counter", "Invalid messages sent to dead-letters.", [("", s.dead_letters)])
+    metric(
+        "segstream_dead_letters_by_reason_total",
+        "counter",
+        "Invalid messages sent to dead-letters, per reason code.",
+        [(f'{{reason="{_escape(k)}"}}', v) for k, v in sorted(s.dead_letters_by_reason.items())],
+    )
+    dl = s.dead_letter_status()
+    metric(
+        "segstream_dead_letter_share",
+        "gauge",
+        f"Dead letters / (dead letters + valid events) over the last {dl.window_s} s.",
+        [("", float(dl.share))],
+    )
+    metric(
+        "segstream_dead_letter_alert",
+        "gauge",
+        "1 while the dead-letter share is at or above its alert threshold.",
+        [("", int(dl.alert))],
+    )
     metric("segstream_duplicates_total", "counter", "Redelivered or duplicated events skipped.", [("", s.duplicates)])
     metric("segstream_segment_changes_total", "counter", "Segment changes emitted.", [("", s.changes)])
     metric(
@@ -121,13 +145,25 @@ def build_app(ctx: WebContext) -> web.Application:
             problems.append(f"state store: {type(exc).__name__}: {exc}")
         if ctx.holder.active is None:
             problems.append("no model bundle loaded")
+        dl = ctx.stats.dead_letter_status()
+        warnings = [f"dead letters: {dl.describe()}"] if dl.alert else []
         body = {
-            "status": "ok" if not problems else "unhealthy",
+            "status": "unhealthy" if problems else "degraded" if warnings else "ok",
             "problems": problems,
+            "warnings": warnings,
             "model_version": ctx.holder.active.version if ctx.holder.active else None,
             "processed": ctx.stats.processed,
+            "dead_letters": {
+                "alert": dl.alert,
+                "share": round(dl.share, 6),
+                "threshold": dl.threshold,
+                "window_s": dl.window_s,
+                "events": dl.events,
+                "dead_letters": dl.dead_letters,
+                "top_reasons": [{"reason": r, "count": c} for r, c in dl.top_reasons()],
+            },
         }
-        return web.json_response(body, status=200 if not problems else 503)
+        return web.json_response(body, status=503 if problems else 200)
 
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(text=metrics_text(ctx), content_type="text/plain", charset="utf-8")

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from segstream.dashboard import charts, monitoring, session, views
+from segstream.models.contract import describe
 from segstream.viz import figures
 from segstream.viz.bundle_tables import BundleTables
 
@@ -45,6 +46,7 @@ def _body(tables: BundleTables) -> None:
     _metric(cols[5], "Duplicates skipped", latest.get("duplicates"), "{:,.0f}",
             help="Redelivered or repeated events recognised by event_id and not counted twice")  # fmt: skip
     st.caption(f"Event-time watermark (newest event folded into the state): {views.fmt_time(watermark)}.")
+    _dead_letters(records, latest)
     if frame.empty:
         session.missing(
             "Monitoring (events/s, lag, dead letters, drift)",
@@ -101,9 +103,37 @@ def _throughput(frame: pd.DataFrame) -> None:
         ("events_per_s", "Throughput", "events per second", "#0072B2"),
         ("lag", "Consumer lag", "messages behind", "#D55E00"),
         ("drift_psi", "Drift of the segment mix (PSI)", "PSI", "#CC79A7"),
+        ("dead_letter_share", "Dead-letter share", "share of events", "#E69F00"),
     ) if c in frame and frame[c].notna().any()]  # fmt: skip
     for col, (column, title, unit, color) in zip(st.columns(max(len(shown), 1)), shown, strict=False):
         col.plotly_chart(charts.metric_line_figure(frame, column, title, unit, color))
+
+
+def _dead_letters(records: list[dict[str, Any]], latest: dict[str, Any]) -> None:
+    """The dead-letter share and rate over the workers' alert window, the top reasons, and the alert."""
+    share = latest.get("dead_letter_share")
+    if share is None:
+        return  # records from a worker that does not report it (or none at all: said below)
+    threshold = latest.get("dead_letter_alert_share") or session.settings().worker.dead_letter_alert_share
+    window_s = latest.get("dead_letter_window_s") or session.settings().worker.dead_letter_alert_window_s
+    recent = monitoring.dead_letter_reasons(records, "window")
+    total = monitoring.dead_letter_reasons(records, "total")
+    top = recent or total
+    # The workers' own verdict (it also wants a minimum of events in the window); else the share alone.
+    alert = latest["dead_letter_alert"] if "dead_letter_alert" in latest else share >= threshold
+    if alert:
+        reasons = ", ".join(f"{describe(r)} (`{r}`) ×{c:,}" for r, c in list(top.items())[:3]) or "unknown"
+        st.error(f"**Dead-letter alert:** {share:.1%} of the events over the last {window_s:g} s were "
+                 f"dead-lettered (alert at {threshold:.0%}). Top reasons: {reasons}. Check the producer of "
+                 "`transactions`; `segstream dead-letters` shows the messages.", icon=":material/report:")  # fmt: skip
+    cols = st.columns(3)
+    _metric(cols[0], f"Dead-letter share (last {window_s:g} s)", 100 * share, "{:.1f}%",
+            help=f"Dead letters / (dead letters + valid events), all workers; alert at {threshold:.0%}")  # fmt: skip
+    dead = latest.get("dead_letters_window")
+    _metric(cols[1], f"Dead letters / s (last {window_s:g} s)", None if dead is None else dead / window_s, "{:,.2f}")
+    cols[2].markdown("**Top dead-letter reasons**  \n" + ("  \n".join(
+        f"`{r}` {describe(r)}: {recent.get(r, 0):,} recently, {total.get(r, 0):,} in all"
+        for r in list(top)[:5]) or "none"))  # fmt: skip
 
 
 def _changes(reader: Any, names: dict[int, str]) -> None:
