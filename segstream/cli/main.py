@@ -20,6 +20,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "segstream.cli.train",
     "segstream.cli.stack",
     "segstream.cli.stream",
+    "segstream.cli.dead_letters",
     "segstream.cli.dashboard",
     "segstream.cli.bench",
 )
