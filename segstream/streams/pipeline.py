@@ -34,8 +34,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from segstream.models.errors import EventValidationError
 from segstream.models.contract import DEFAULT_LIMITS, EventLimits
+from segstream.models.errors import EventValidationError
 from segstream.models.events import Event, check_not_ahead, parse_event
 from segstream.models.features import day_index
 from segstream.streams.bundle_watch import ActiveModel, ModelHolder

@@ -151,7 +151,8 @@ def test_clean_drops_rows_timed_past_the_workers_future_limit(runner, tmp_path, 
                    "e1,C1,2025-01-01T00:00:00Z,5\ne2,C1,2099-01-01T00:00:00Z,7\n")  # fmt: skip
     result = run(runner, "clean", "--data", src, "--out", tmp_path / "o.csv")
     assert result.exit_code == 0, result.output
-    assert re.search(r"dropped: timestamp in the future\s+1\s+\[timestamp_in_future\]\s+first at row 2: '2099-01-01T00:00:00Z'", result.output)
+    assert re.search(r"dropped: timestamp in the future\s+1\s+\[timestamp_in_future\]\s+"
+                     r"first at row 2: '2099-01-01T00:00:00Z'", result.output)
     assert list(pd.read_csv(tmp_path / "o.csv")["event_id"]) == ["e1"]
     monkeypatch.setenv("SEGSTREAM_WORKER_MAX_FUTURE_SKEW_S", "0")  # the same setting turns it off for files
     result = run(runner, "clean", "--data", src, "--out", tmp_path / "o2.csv")

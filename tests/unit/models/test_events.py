@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segstream.models.errors import EventValidationError
 from segstream.models.contract import DEFAULT_MAX_TIMESTAMP_MS as MAX_TIMESTAMP_MS
 from segstream.models.contract import DEFAULT_MIN_TIMESTAMP_MS as MIN_TIMESTAMP_MS
 from segstream.models.contract import OPTIONAL_TEXT as _OPTIONAL_TEXT
+from segstream.models.errors import EventValidationError
 from segstream.models.events import (
     MAX_EVENT_BYTES,
     Event,

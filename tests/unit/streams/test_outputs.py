@@ -12,9 +12,9 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segstream.streams.app import KeyPartitioner
 from segstream.models.contract import DEFAULT_MAX_TIMESTAMP_MS as MAX_TIMESTAMP_MS
 from segstream.models.contract import DEFAULT_MIN_TIMESTAMP_MS as MIN_TIMESTAMP_MS
+from segstream.streams.app import KeyPartitioner
 from segstream.streams.outputs import OutputBatch, Record, change_payload, iso_ms, send_partition_batches
 from segstream.streams.state.base import SegmentChange
 

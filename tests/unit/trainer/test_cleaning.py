@@ -73,7 +73,8 @@ def test_rows_timed_more_than_the_skew_after_now_are_dropped_as_in_the_future():
     assert report.dropped.get("timestamp_in_future", 0) == 2
     assert report.first_bad["timestamp_in_future"] == "row 3: '2026-11-30T12:00:01Z'"
     assert "dropped: timestamp in the future" in report.render()
-    out, report = clean_transactions(raw, "t.csv", now=now, limits=EventLimits(max_future_skew_ms=0))  # 0 turns the check off
+    # 0 turns the check off
+    out, report = clean_transactions(raw, "t.csv", now=now, limits=EventLimits(max_future_skew_ms=0))
     assert len(out) == 4 and report.dropped.get("timestamp_in_future", 0) == 0
     with pytest.raises(DataFileError, match=r"no row is usable .*timestamp in the future: 2"):
         clean_transactions(raw.iloc[2:], "t.csv", now=now)
