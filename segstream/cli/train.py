@@ -20,14 +20,15 @@ def _signing_key() -> bytes | None:
 @data_options
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to create.")
 @click.option("--k", type=click.IntRange(2, 20), default=None, help="Force the number of segments.")
-@click.option("--k-max", type=click.IntRange(3, 20), default=8, show_default=True, help="Largest k tried.")
+@click.option("--k-min", type=click.IntRange(2, 20), default=4, show_default=True, help="Smallest k tried.")
+@click.option("--k-max", type=click.IntRange(2, 20), default=8, show_default=True, help="Largest k tried.")
 @click.option("--horizon", type=click.IntRange(7, 365), default=28, show_default=True,
               help="Forecast backtest horizon in days.")  # fmt: skip
 @click.option("--previous", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="Earlier bundle whose segment ids to keep where segments match.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--promote/--no-promote", default=False, help="Make the new bundle `current` when done.")
-def train(data: str, map: tuple[str, ...], preset: str | None, out: Path, k: int | None, k_max: int,
+def train(data: str, map: tuple[str, ...], preset: str | None, out: Path, k: int | None, k_min: int, k_max: int,
           horizon: int, previous: Path | None, seed: int, promote: bool) -> None:  # fmt: skip
     """Train segmentation, classifier, purchase and forecast models; write a versioned bundle."""
     import time
@@ -41,7 +42,9 @@ def train(data: str, map: tuple[str, ...], preset: str | None, out: Path, k: int
     started = time.perf_counter()
     events, report = load_and_clean(data, map, preset)
     load_s = time.perf_counter() - started
-    options = TrainOptions(k=k, k_range=range(2, k_max + 1), forecast_horizon_days=horizon, seed=seed,
+    if k_min > k_max:
+        raise click.BadParameter(f"--k-min {k_min} is above --k-max {k_max}", param_hint="--k-min")
+    options = TrainOptions(k=k, k_range=range(k_min, k_max + 1), forecast_horizon_days=horizon, seed=seed,
                            previous_bundle=previous, signing_key=_signing_key())  # fmt: skip
     with console.status("training") as status:
         result = train_bundle(

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from segstream.models.rfm import RFMScorer
 from segstream.models.scoring import SegmentScorer, TreeScorer
 
 SERVING = "serving"
@@ -24,20 +25,29 @@ class ServingModels:
     """The scorers and reference numbers the worker and the dashboard use.
 
     Attributes:
-        segments: K-Means scorer: full feature rows -> stable segment ids (and PCA coordinates).
+        segments: The segmenter: full feature rows -> stable segment ids (K-Means or the RFM map).
         tree: The entropy decision tree that explains segments (what-if decision paths).
         purchase: Predicted next-90-day spend from full feature rows (has ``predict``).
         names: Segment id -> human name.
         training_mix: Segment id -> share of training customers (the drift reference).
         as_of_ms: The training data's as-of time.
+        descriptions: Segment id -> one line a marketer reads ("bought once, last purchase 16 months ago").
+        segmenter: ``kmeans`` or ``rfm``: which segmenter ``segments`` is.
     """
 
-    segments: SegmentScorer
+    segments: SegmentScorer | RFMScorer
     tree: TreeScorer
     purchase: Any
     names: dict[int, str]
     training_mix: dict[int, float] = field(default_factory=dict)
     as_of_ms: int = 0
+    descriptions: dict[int, str] = field(default_factory=dict)
+    segmenter: str = "kmeans"
+
+    @property
+    def segment_descriptions(self) -> dict[int, str]:
+        """The descriptions; bundles pickled before they existed unpickle without the attribute."""
+        return getattr(self, "descriptions", None) or {}
 
     def segment_name(self, segment: int | None) -> str | None:
         """The name of a segment id (None for None)."""

@@ -56,6 +56,11 @@ class ActiveModel:
         """Segment id -> name."""
         return self.serving.names
 
+    @property
+    def descriptions(self) -> dict[int, str]:
+        """Segment id -> one-line description (empty for a bundle trained before descriptions existed)."""
+        return self.serving.segment_descriptions
+
     def segment_name(self, segment: int | None) -> str | None:
         """Name of a segment id (None for None)."""
         return self.serving.segment_name(segment)

@@ -214,12 +214,20 @@ def scored_payload(
     return dumps(out)
 
 
-def change_payload(change: SegmentChange, names: Mapping[int, str], emitted_at: str | None = None) -> bytes:
-    """``segment-changes``: previous and new segment with names, version, time, cause, trigger, features.
+def change_payload(
+    change: SegmentChange,
+    names: Mapping[int, str],
+    emitted_at: str | None = None,
+    descriptions: Mapping[int, str] | None = None,
+) -> bytes:
+    """``segment-changes``: previous and new segment with names and descriptions, version, time, cause,
+    trigger, features.
 
-    ``emitted_at`` defaults to now; a batch passes one time for all its changes.
+    ``emitted_at`` defaults to now; a batch passes one time for all its changes. ``descriptions`` are the
+    bundle's one-line segment descriptions (None where a bundle has none).
     """
     prev = change.previous_segment
+    about = descriptions or {}
     return dumps(
         {
             "customer_id": change.customer_id,
@@ -227,6 +235,8 @@ def change_payload(change: SegmentChange, names: Mapping[int, str], emitted_at: 
             "previous_segment_name": None if prev is None else names.get(prev, f"segment {prev}"),
             "segment": change.segment,
             "segment_name": names.get(change.segment, f"segment {change.segment}"),
+            "previous_segment_description": None if prev is None else about.get(prev),
+            "segment_description": about.get(change.segment),
             "model_version": change.model_version,
             "event_time": iso_ms(change.event_time_ms),
             "event_time_ms": change.event_time_ms,

@@ -276,7 +276,8 @@ class BatchProcessor:
             sales.append((e.event_id, day_index(e.ts_ms), series, e.amount_cents))
         await out.send_many(cfg.scored_topic, scored)
         changes = [ev.change for ev in evaluations if ev.change is not None]
-        change_records = [(c.customer_id.encode(), change_payload(c, names, scored_at)) for c in changes]
+        about = model.descriptions
+        change_records = [(c.customer_id.encode(), change_payload(c, names, scored_at, about)) for c in changes]
         await out.send_many(cfg.changes_topic, change_records)
         stage("send", clock() - t2)
         result.scored = len(fresh)

@@ -67,7 +67,8 @@ async def _evaluate_ids(
     out = OutputBatch(producer)
     changes = [ev.change for ev in evaluations if ev.change is not None]
     for change in changes:
-        await out.send(config.changes_topic, change.customer_id.encode(), change_payload(change, model.names))
+        payload = change_payload(change, model.names, descriptions=model.descriptions)
+        await out.send(config.changes_topic, change.customer_id.encode(), payload)
     await out.wait_all()
     batch = Finalization(
         segments={ev.customer_id: ev.record for ev in evaluations},

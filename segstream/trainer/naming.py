@@ -1,11 +1,18 @@
-"""Segment names from centroids, and segment ids that stay stable across retrains.
+"""Segment names that tell the truth, one-line descriptions, and segment ids that stay stable across retrains.
 
-Names: each centroid (in original feature units) is placed in the population by percentile rank per
-feature (0 = lowest customer, 1 = highest). Every candidate name has a score in [0, 1] built from those
-ranks (e.g. Champions = recent, frequent and high spend). Names are then assigned one per segment with
-the Hungarian algorithm maximising the total score, so they are unique; ties are broken by the fixed order
-of :data:`SEGMENT_NAMES` and of the segments. With more segments than names, the extra segments get a
-numbered second use of a name ("Low value 2"), which is only chosen when every plain name is taken.
+Names: each segment's profile (the medians of its members) is placed in the population by percentile rank
+per feature (0 = lowest customer, 1 = highest). A marketing name is only *eligible* for a segment that
+really is what the name says against this population (:data:`_ELIGIBLE`): Champions are recent, frequent
+and high-spend; Loyal buy often and have not lapsed; a segment of lapsed one-time buyers can never be
+Champions or Loyal, however few segments there are. Among the eligible names, a score in [0, 1] built from
+the ranks (:data:`_SCORES`) decides: Champions goes first to the eligible segment with the best Champions
+score, then the Hungarian algorithm assigns the other names one per segment maximising the total score
+(ties broken by the fixed order of :data:`SEGMENT_NAMES` and of the segments). A segment no
+name fits gets a plain descriptive name from its recency and frequency ("Lapsed one-time buyers"), which
+beats a flattering one.
+
+Descriptions: one line from the profile in words a marketer reads ("typically bought 3 times, last
+purchase 12 days ago, spends 4.1x the median customer").
 
 Ids: a retrain must not renumber segments that did not change. New and previous centroids are compared
 in one space that does not depend on either model's PCA or K-Means: the original-unit centroids, put
@@ -39,10 +46,20 @@ _SCORES: dict[str, Callable[[Ranks], float]] = {
     "Lost": lambda r: (2 * r["recency_days"] + (1 - r["monetary"]) + (1 - r["frequency"])) / 4 - 0.05,
     "Low value": lambda r: ((1 - r["monetary"]) + (1 - r["frequency"]) + (1 - r["aov"])) / 3,
 }
+# name -> when a segment may carry it: ranks r, and the profile's median purchases f.
+_ELIGIBLE: dict[str, Callable[[Ranks, float], bool]] = {
+    "Champions": lambda r, f: r["recency_days"] <= 0.4 and r["frequency"] >= 0.6 and r["monetary"] >= 0.6 and f >= 2,
+    "Loyal": lambda r, f: r["frequency"] >= 0.5 and r["recency_days"] <= 0.7 and f >= 2,
+    "Big spenders": lambda r, f: r["aov"] >= 0.8 and r["monetary"] >= 0.6 and f >= 2,
+    "New": lambda r, f: r["tenure_days"] <= 0.3 and r["recency_days"] <= 0.5,
+    "At risk": lambda r, f: r["recency_days"] >= 0.65 and f >= 2 and (r["frequency"] >= 0.6 or r["monetary"] >= 0.6),
+    "Lost": lambda r, f: r["recency_days"] >= 0.6 and r["frequency"] <= 0.55 and r["monetary"] <= 0.6,
+    "Low value": lambda r, f: r["monetary"] <= 0.35,
+}
 SEGMENT_NAMES: tuple[str, ...] = tuple(_SCORES)
 NAMING_FEATURES: tuple[str, ...] = ("recency_days", "frequency", "monetary", "aov", "tenure_days")
-# A second use of a name must lose to every free plain name.
-_REUSE_PENALTY = 2.0
+_INFEASIBLE = -1e6
+_DESCRIPTIVE_SCORE = -1.0  # below every eligible marketing name
 
 
 def percentile_ranks(centroids: pd.DataFrame, population: pd.DataFrame) -> pd.DataFrame:
@@ -57,36 +74,110 @@ def percentile_ranks(centroids: pd.DataFrame, population: pd.DataFrame) -> pd.Da
     return out
 
 
-def name_scores(centroids: pd.DataFrame, population: pd.DataFrame) -> pd.DataFrame:
-    """Score of every candidate name (columns) for every centroid (rows)."""
-    missing = [f for f in NAMING_FEATURES if f not in centroids.columns]
+def name_scores(profiles: pd.DataFrame, population: pd.DataFrame) -> pd.DataFrame:
+    """Score of every candidate name (columns) for every segment (rows); ineligible names are NaN."""
+    missing = [f for f in NAMING_FEATURES if f not in profiles.columns]
     if missing:
-        raise ValueError(f"naming needs centroid columns {missing}")
-    ranks = percentile_ranks(centroids[list(NAMING_FEATURES)], population)
-    rows = [[score(ranks.loc[i]) for score in _SCORES.values()] for i in ranks.index]
-    return pd.DataFrame(rows, index=centroids.index, columns=list(SEGMENT_NAMES))
+        raise ValueError(f"naming needs profile columns {missing}")
+    ranks = percentile_ranks(profiles[list(NAMING_FEATURES)], population)
+    rows = []
+    for i in ranks.index:
+        r, f = ranks.loc[i], float(profiles.loc[i, "frequency"])
+        rows.append([_SCORES[n](r) if _ELIGIBLE[n](r, f) else np.nan for n in SEGMENT_NAMES])
+    return pd.DataFrame(rows, index=profiles.index, columns=list(SEGMENT_NAMES))
 
 
-def name_segments(centroids: pd.DataFrame, population: pd.DataFrame) -> dict[int, str]:
-    """Unique names for centroids (rows indexed by segment id, original feature units).
+def descriptive_name(profile: Mapping[str, float], population: pd.DataFrame) -> str:
+    """A plain name from recency and purchases: "Recent repeat buyers", "Lapsed one-time buyers"."""
+    rec = float(profile["recency_days"])
+    q1, q2 = np.quantile(population["recency_days"].to_numpy(dtype=np.float64), [1 / 3, 2 / 3])
+    when = "Recent" if rec <= q1 else ("Lapsing" if rec <= q2 else "Lapsed")
+    freq = float(profile["frequency"])
+    how = "one-time" if freq < 1.5 else ("repeat" if freq < 4.5 else "frequent")
+    return f"{when} {how} buyers"
+
+
+def _spend_word(profile: Mapping[str, float], population: pd.DataFrame) -> str:
+    rank = percentile_ranks(pd.DataFrame([{"monetary": profile["monetary"]}]), population[["monetary"]]).iloc[0, 0]
+    return "high spend" if rank >= 2 / 3 else ("low spend" if rank < 1 / 3 else "mid spend")
+
+
+def name_segments(profiles: pd.DataFrame, population: pd.DataFrame) -> dict[int, str]:
+    """Unique, truthful names for segments (rows indexed by segment id: member medians, original units).
 
     Args:
-        centroids: One row per segment with at least the :data:`NAMING_FEATURES` columns.
+        profiles: One row per segment with at least the :data:`NAMING_FEATURES` columns.
         population: The customers' features (same columns), for the percentile ranks.
 
     Returns:
         Segment id -> name; all names distinct.
     """
-    ordered = centroids.sort_index()
+    ordered = profiles.sort_index()
     scores = name_scores(ordered, population).to_numpy()
-    columns = list(SEGMENT_NAMES)
-    uses = 1
-    while len(columns) < len(ordered):
-        uses += 1
-        columns += [f"{n} {uses}" for n in SEGMENT_NAMES]
-    tiled = np.tile(scores, (1, uses)) - np.repeat(np.arange(uses) * _REUSE_PENALTY, len(SEGMENT_NAMES))
-    rows, cols = linear_sum_assignment(tiled, maximize=True)
-    return {int(ordered.index[r]): columns[c] for r, c in zip(rows, cols, strict=True)}
+    n = len(ordered)
+    names: dict[int, str] = {}
+    free = list(range(n))
+    # Champions first: the most demanding name goes to the most Champion-like eligible segment, so a
+    # looser name it also meets (Big spenders) cannot push it onto a lesser segment.
+    champions = scores[:, 0]
+    if np.isfinite(champions).any():
+        best = int(np.nanargmax(champions))
+        names[int(ordered.index[best])] = SEGMENT_NAMES[0]
+        free.remove(best)
+    rest = np.where(np.isnan(scores[free, 1:]), _INFEASIBLE, scores[free, 1:])
+    # One private descriptive column per segment, so every assignment is feasible.
+    own = np.full((len(free), len(free)), _INFEASIBLE)
+    np.fill_diagonal(own, _DESCRIPTIVE_SCORE)
+    rows, cols = linear_sum_assignment(np.hstack([rest, own]), maximize=True)
+    fallback: list[int] = []
+    for r, c in zip(rows, cols, strict=True):
+        if c < len(SEGMENT_NAMES) - 1:
+            names[int(ordered.index[free[r]])] = SEGMENT_NAMES[c + 1]
+        else:
+            fallback.append(free[r])
+    taken = set(names.values())
+    for r in fallback:
+        profile = ordered.iloc[r]
+        name = descriptive_name(profile, population)
+        if name in taken:
+            name = f"{name} ({_spend_word(profile, population)})"
+        base, count = name, 1
+        while name in taken:
+            count += 1
+            name = f"{base} {count}"
+        taken.add(name)
+        names[int(ordered.index[r])] = name
+    return names
+
+
+def _days(value: float) -> str:
+    days = max(float(value), 0.0)
+    if days < 1.5:
+        return "within a day"
+    if days < 60:
+        return f"{days:.0f} days ago"
+    if days < 730:
+        return f"{days / 30.44:.0f} months ago"
+    return f"{days / 365.25:.1f} years ago"
+
+
+def describe_segment(profile: Mapping[str, float], population: pd.DataFrame) -> str:
+    """One line a marketer reads, from a segment's profile (member medians) against the population."""
+    freq = float(profile["frequency"])
+    bought = "bought once" if freq < 1.5 else f"typically bought {freq:.0f} times"
+    median_spend = float(np.median(population["monetary"].to_numpy(dtype=np.float64)))
+    spend = float(profile["monetary"])
+    if median_spend > 0:
+        ratio = spend / median_spend
+        spends = f"spends {ratio:.1f}x the median customer" if ratio >= 0.1 else "spends almost nothing"
+    else:
+        spends = f"spends {spend:,.0f}"
+    return f"{bought}, last purchase {_days(profile['recency_days'])}, {spends}"
+
+
+def describe_segments(profiles: pd.DataFrame, population: pd.DataFrame) -> dict[int, str]:
+    """Segment id -> :func:`describe_segment`."""
+    return {int(i): describe_segment(profiles.loc[i], population) for i in profiles.index}
 
 
 def comparable(centroids: pd.DataFrame, scaler_mean: np.ndarray, scaler_scale: np.ndarray) -> np.ndarray:

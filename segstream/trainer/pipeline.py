@@ -25,6 +25,7 @@ from segstream.models.forecasting import daily_sales
 from segstream.models.serving import SERVING, ServingModels, training_mix
 from segstream.trainer.classifier import fit_classifier
 from segstream.trainer.forecast_eval import backtest
+from segstream.trainer.k_choice import DEFAULT_K_RANGE
 from segstream.trainer.purchase import fit_purchase_models
 from segstream.trainer.scoring import PURCHASE, SEGMENTATION
 from segstream.trainer.segmentation import SegmentationModel, fit_segmentation
@@ -47,7 +48,7 @@ class TrainOptions:
     """Knobs of a training run (defaults are what ``segstream train`` uses)."""
 
     k: int | None = None
-    k_range: range = range(2, 9)
+    k_range: range = DEFAULT_K_RANGE
     forecast_horizon_days: int = 28
     purchase_horizon_days: int = 90
     seed: int = 0
@@ -138,6 +139,8 @@ def _train(
         info = {
             "segment_names": {str(k): v for k, v in seg.names.items()},
             "segment_sizes": {str(k): int(v) for k, v in seg.sizes.items()},
+            "segment_descriptions": {str(k): v for k, v in seg.descriptions.items()},
+            "segmenter": seg.segmenter,
             "as_of_ms": int(features.attrs["as_of_ms"]),
             "source": source,
             "cleaning": cleaning or {},
@@ -155,6 +158,8 @@ def _train(
             names=dict(seg.names),
             training_mix=training_mix(seg.sizes),
             as_of_ms=int(features.attrs["as_of_ms"]),
+            descriptions=dict(seg.descriptions),
+            segmenter=seg.segmenter,
         )
         manifest = write_bundle(
             out_dir,

@@ -1,12 +1,9 @@
 """Customer segmentation: signed log1p -> StandardScaler -> PCA -> K-Means, with k chosen from the data.
 
-Choosing k. For every k in ``k_range`` K-Means is fitted on a fixed-seed sample (``search_sample`` rows);
-its inertia gives the elbow curve and the silhouette (on at most ``silhouette_sample`` of those rows) the
-silhouette curve; both are kept. The elbow is found with ``kneed`` (convex, decreasing). The knee is taken
-when its silhouette is within ``knee_tolerance`` (default 0.05) of the best silhouette, because the knee
-gives the fewest segments that explain the data and a small silhouette loss is worth that; otherwise (or
-when there is no knee) the k with the best silhouette (smallest k on a tie). ``k=`` forces a value (the
-curves are still computed, for the report). The final K-Means is fitted on all customers.
+Choosing k: :mod:`segstream.trainer.k_choice` computes five criteria for every k in ``k_range`` (default
+4..8) on a fixed-seed sample (``search_sample`` rows) and applies its documented rule (size and stability
+floors, then the best mean rank). ``k=`` forces a value (the criteria are still computed, for the
+report). The final K-Means is fitted on all customers.
 
 Components: PCA keeps the fewest components whose cumulative explained variance reaches
 ``variance_threshold`` (default 0.90), and at least two so the dashboard can draw a scatter.
@@ -17,13 +14,11 @@ training labels are computed with it so they are exactly what the stream would s
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from kneed import KneeLocator
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
@@ -31,7 +26,8 @@ from sklearn.preprocessing import StandardScaler
 from segstream.models.features import FEATURE_NAMES
 from segstream.models.scoring import SegmentScorer, signed_expm1, signed_log1p
 from segstream.trainer.errors import TrainerError
-from segstream.trainer.naming import comparable, initial_ids, match_ids, name_segments
+from segstream.trainer.k_choice import DEFAULT_K_RANGE, Criteria, choose_k, compute_criteria, knee_of, silhouettes
+from segstream.trainer.naming import comparable, describe_segments, initial_ids, match_ids, name_segments
 
 # The features K-Means sees. The window counts and the CLV columns are left out: they are near-duplicates
 # of these (spend_365d ~ monetary for most customers, clv_historical == monetary) and would give those
@@ -63,6 +59,7 @@ class SegmentationModel:
         k: Number of segments; ``k_reason`` says how it was chosen.
         silhouette: Silhouette of the final model on the fixed-seed sample.
         inertia_by_k, silhouette_by_k: The search curves (inertia on the search sample).
+        criteria_by_k: Every criterion of every k searched; ``mean_rank_by_k`` the rule's mean ranks.
         explained_variance_ratio: Ratios of the kept components; ``explained_variance_ratio_all`` of all.
         centroids: Segment id -> centroid in original feature units (back through PCA, scaler, log).
         profiles: Segment id -> median of every feature over its members.
@@ -89,6 +86,11 @@ class SegmentationModel:
     sizes: dict[int, int]
     labels: pd.Series
     used_ids: list[int] = field(default_factory=list)
+    criteria_by_k: dict[int, Criteria] = field(default_factory=dict)
+    mean_rank_by_k: dict[int, float] = field(default_factory=dict)
+    knee: int | None = None
+    descriptions: dict[int, str] = field(default_factory=dict)
+    segmenter: str = "kmeans"
 
     @property
     def n_components(self) -> int:
@@ -108,86 +110,22 @@ class SegmentationModel:
             "n_components": int(self.n_components),
             "cluster_features": list(self.cluster_features),
             "sizes": {str(k): int(v) for k, v in self.sizes.items()},
+            "segmenter": self.segmenter,
+            "knee": self.knee,
+            "criteria_by_k": {str(k): c.to_dict() for k, c in self.criteria_by_k.items()},
+            "mean_rank_by_k": {str(k): float(v) for k, v in self.mean_rank_by_k.items()},
+            "stability": {
+                "method": "mean adjusted Rand index of the labels over bootstrap refits",
+                "chosen": float(self.criteria_by_k[self.k].stability) if self.k in self.criteria_by_k else None,
+                "by_k": {str(k): float(c.stability) for k, c in self.criteria_by_k.items()},
+            },
+            "names": {str(k): v for k, v in self.names.items()},
+            "descriptions": {str(k): v for k, v in self.descriptions.items()},
         }
 
 
 def _silhouette(z: np.ndarray, labels: np.ndarray) -> float:
     return silhouettes(z, [labels])[0]
-
-
-def silhouettes(z: np.ndarray, labelings: list[np.ndarray], chunk: int = 1000) -> list[float]:
-    """Mean silhouette of several labelings of the same rows, computing the distances only once.
-
-    Same definition as ``sklearn.metrics.silhouette_score`` (euclidean; 0 for a one-member cluster), but
-    one pass over the pairwise distances serves every k of the search, which makes the search several
-    times faster than one sklearn call per k. A labeling with a single cluster scores -1 (no silhouette;
-    -1 keeps the curve JSON-clean).
-    """
-    n = len(z)
-    onehots, offsets, counts = [], [0], []
-    for lab in labelings:
-        ks = int(lab.max()) + 1
-        onehots.append(np.eye(ks)[lab])
-        offsets.append(offsets[-1] + ks)
-        counts.append(np.bincount(lab, minlength=ks).astype(np.float64))
-    member = np.hstack(onehots)
-    sq = np.einsum("ij,ij->i", z, z)
-    scores = [np.zeros(n) for _ in labelings]
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        d2 = sq[start:stop, None] + sq[None, :] - 2.0 * (z[start:stop] @ z.T)
-        dist = np.sqrt(np.maximum(d2, 0.0))
-        dist[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        sums = dist @ member
-        for j, lab in enumerate(labelings):
-            own = lab[start:stop]
-            per = sums[:, offsets[j] : offsets[j + 1]]
-            rows = np.arange(stop - start)
-            size = counts[j][own]
-            a = per[rows, own] / np.maximum(size - 1.0, 1.0)
-            if (counts[j] > 0).sum() < 2:
-                continue  # one cluster: no silhouette (reported as -1 below)
-            # An empty cluster (possible in a sample) is never the nearest other cluster.
-            mean_other = np.where(counts[j] > 0, per / np.maximum(counts[j], 1.0), np.inf)
-            mean_other[rows, own] = np.inf
-            b = mean_other.min(axis=1)
-            denom = np.maximum(a, b)
-            s = np.where(denom > 0, (b - a) / np.where(denom > 0, denom, 1.0), 0.0)
-            scores[j][start:stop] = np.where(size > 1, s, 0.0)
-    return [float(s.mean()) if len(np.unique(lab)) >= 2 else -1.0 for s, lab in zip(scores, labelings, strict=True)]
-
-
-def search_k(
-    z: np.ndarray, k_range: range, seed: int, silhouette_rows: int, n_init: int = 2
-) -> tuple[dict[int, float], dict[int, float]]:
-    """Inertia and silhouette for each k on ``z`` (already the sample); silhouette on its first rows."""
-    inertia: dict[int, float] = {}
-    labelings: list[np.ndarray] = []
-    for k in k_range:
-        if k >= len(z):
-            break
-        km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(z)
-        inertia[k] = float(km.inertia_)
-        labelings.append(km.labels_[:silhouette_rows])
-    values = silhouettes(z[:silhouette_rows], labelings) if labelings else []
-    return inertia, dict(zip(inertia, values, strict=True))
-
-
-def choose_k(
-    inertia_by_k: dict[int, float], silhouette_by_k: dict[int, float], knee_tolerance: float = 0.05
-) -> tuple[int, str]:
-    """The knee of the inertia curve if its silhouette is within tolerance of the best, else the best."""
-    ks = sorted(inertia_by_k)
-    best = max(ks, key=lambda k: (silhouette_by_k[k], -k))
-    knee = None
-    if len(ks) >= 3:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # kneed warns when it finds no knee; None says the same
-            found = KneeLocator(ks, [inertia_by_k[k] for k in ks], curve="convex", direction="decreasing").knee
-        knee = None if found is None else int(found)
-    if knee is not None and silhouette_by_k[knee] >= silhouette_by_k[best] - knee_tolerance:
-        return knee, f"knee of inertia (silhouette within {knee_tolerance} of best k={best})"
-    return best, "best silhouette" + ("" if knee is None else f" (knee k={knee} too far below)")
 
 
 def _matrix(features: pd.DataFrame) -> np.ndarray:
@@ -204,7 +142,7 @@ def _matrix(features: pd.DataFrame) -> np.ndarray:
 
 def fit_segmentation(
     features: pd.DataFrame,
-    k_range: range = range(2, 9),
+    k_range: range = DEFAULT_K_RANGE,
     k: int | None = None,
     previous: SegmentationModel | None = None,
     seed: int = 0,
@@ -212,7 +150,9 @@ def fit_segmentation(
     variance_threshold: float = 0.90,
     search_sample: int = 20_000,
     silhouette_sample: int = 10_000,
-    knee_tolerance: float = 0.05,
+    min_share: float = 0.02,
+    min_stability: float = 0.6,
+    resamples: int = 10,
     n_init: int = 4,
     max_match_distance: float = 1.0,
 ) -> SegmentationModel:
@@ -227,7 +167,9 @@ def fit_segmentation(
         variance_threshold: Cumulative explained variance the kept PCA components must reach.
         search_sample: Rows the k search fits on (the final fit uses all rows).
         silhouette_sample: Rows the silhouettes are computed on.
-        knee_tolerance: How much silhouette the knee may give up against the best k.
+        min_share: Smallest share of customers a segment may hold for its k to be eligible.
+        min_stability: Smallest bootstrap stability (mean ARI) for a k to be eligible.
+        resamples: Bootstrap refits per k for the stability.
         n_init: K-Means restarts of the final fit.
         max_match_distance: See :func:`segstream.trainer.naming.match_ids`.
 
@@ -254,13 +196,17 @@ def fit_segmentation(
     rng = np.random.default_rng(seed)
     sample = rng.permutation(n)[: min(n, search_sample)]
     sil_rows = min(len(sample), silhouette_sample)
-    inertia_by_k, silhouette_by_k = search_k(z[sample], k_range, seed, sil_rows)
+    searched = sorted({*k_range, *([k] if k is not None else [])})
+    criteria = compute_criteria(z[sample], searched, seed, silhouette_rows=sil_rows, resamples=resamples)
+    mean_rank: dict[int, float] = {}
     if k is not None:
         chosen, reason = k, "forced"
-    elif not inertia_by_k:
+    elif not criteria:
         raise SegmentationError(f"no k in {list(k_range)} fits {n} customers")
     else:
-        chosen, reason = choose_k(inertia_by_k, silhouette_by_k, knee_tolerance)
+        chosen, reason, mean_rank = choose_k(criteria, min_share=min_share, min_stability=min_stability)
+    inertia_by_k = {kk: c.inertia for kk, c in criteria.items()}
+    silhouette_by_k = {kk: c.silhouette for kk, c in criteria.items()}
 
     kmeans = KMeans(n_clusters=chosen, n_init=n_init, random_state=seed).fit(z)
     raw_labels = list(range(chosen))
@@ -271,15 +217,19 @@ def fit_segmentation(
     id_of = np.array([label_to_id[lab] for lab in raw_labels], dtype=np.int64)
     centroids = by_label.set_axis(id_of, axis=0).sort_index()
     centroids.index.name = "segment"
-    population = pd.DataFrame(x[:, cols], columns=list(CLUSTER_FEATURES))
-    names = name_segments(centroids, population)
-    scorer = SegmentScorer(scaler, pca, kmeans, CLUSTER_FEATURES, id_of, names)
+    scorer = SegmentScorer(scaler, pca, kmeans, CLUSTER_FEATURES, id_of, {})
 
     labels = scorer.predict_labels(x)
     silhouette = _silhouette(z[sample[:sil_rows]], labels[sample[:sil_rows]])
     ids = pd.Series(id_of[labels], index=features.index, name="segment")
     sizes = {int(i): int((ids == i).sum()) for i in centroids.index}
     profiles = features[list(FEATURE_NAMES)].groupby(ids.to_numpy()).median().reindex(centroids.index)
+    # A segment K-Means left empty on all rows (possible only in degenerate data) is named by its centroid.
+    profiles = profiles.fillna(centroids.reindex(columns=profiles.columns)).fillna(0.0)
+    population = features[list(FEATURE_NAMES)]
+    names = name_segments(profiles, population)
+    descriptions = describe_segments(profiles, population)
+    scorer.names = dict(names)
     used = sorted({*map(int, id_of), *(previous.used_ids if previous else [])})
     return SegmentationModel(
         scaler=scaler,
@@ -300,6 +250,10 @@ def fit_segmentation(
         sizes=sizes,
         labels=ids,
         used_ids=used,
+        criteria_by_k=criteria,
+        mean_rank_by_k=mean_rank,
+        knee=knee_of(criteria),
+        descriptions=descriptions,
     )
 
 

@@ -197,3 +197,13 @@ def test_change_payload_takes_the_batch_emission_time():
     assert payload["emitted_at"] == "2026-01-01T00:00:00.000Z"
     assert payload["event_time"] == "2025-12-28T21:07:56.123Z" and payload["segment_name"] == "Champions"
     assert json.loads(change_payload(change, {}))["emitted_at"].endswith("Z")
+
+
+def test_change_payload_carries_both_segment_descriptions():
+    change = SegmentChange("c1", 4, 2, "v1", 1_766_956_076_123, "purchase", "e1", {"recency_days": 1.0})
+    about = {2: "typically bought 10 times, last purchase 3 days ago", 4: "bought once, last purchase 16 months ago"}
+    payload = json.loads(change_payload(change, {2: "Champions", 4: "Lost"}, descriptions=about))
+    assert payload["segment_description"] == about[2]
+    assert payload["previous_segment_description"] == about[4]
+    bare = json.loads(change_payload(change, {2: "Champions"}))
+    assert bare["segment_description"] is None and bare["previous_segment_description"] is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from hypothesis import given, settings
@@ -10,6 +12,8 @@ from hypothesis import strategies as st
 from segstream.trainer.naming import (
     SEGMENT_NAMES,
     comparable,
+    describe_segment,
+    describe_segments,
     initial_ids,
     match_ids,
     name_segments,
@@ -74,8 +78,10 @@ def test_names_are_unique_for_any_k(k: int, seed: int) -> None:
     names = name_segments(cents, pop)
     assert sorted(names) == sorted(int(i) for i in cents.index)
     assert len(set(names.values())) == k
-    if k <= len(SEGMENT_NAMES):
-        assert set(names.values()) <= set(SEGMENT_NAMES)
+    descriptive = re.compile(
+        r"^(Recent|Lapsing|Lapsed) (one-time|repeat|frequent) buyers( \((high|mid|low) spend\))?( \d+)?$"
+    )
+    assert all(n in SEGMENT_NAMES or descriptive.match(n) for n in names.values())
 
 
 def test_naming_is_deterministic() -> None:
@@ -126,3 +132,49 @@ def test_comparable_space_uses_the_given_scaler() -> None:
     cents = pd.DataFrame({"a": [np.e - 1, -(np.e - 1)], "b": [0.0, 0.0]})
     z = comparable(cents, np.array([0.0, 1.0]), np.array([2.0, 1.0]))
     np.testing.assert_allclose(z, [[0.5, -1.0], [-0.5, -1.0]])
+
+
+def test_lapsed_one_time_buyers_are_never_flattered() -> None:
+    """However few segments, one-time buyers who lapsed long ago get no Champions/Loyal/Big spenders name."""
+    pop = population()
+    lapsed = {"a": (340, 1, 300, 300, 600), "b": (300, 1, 40, 40, 500)}  # high and low spend, both one-time
+    names = name_segments(centroids(lapsed), pop)
+    assert not set(names.values()) & {"Champions", "Loyal", "Big spenders", "New", "At risk"}
+    assert names[1] == "Lost" and names[0].startswith("Lapsed one-time buyers")
+
+
+def test_descriptions_speak_plainly() -> None:
+    pop = population()
+    cents = centroids(HAND_MADE)
+    text = describe_segments(cents, pop)
+    assert text[0].startswith("typically bought 60 times, last purchase 3 days ago, spends")
+    assert "bought once" in describe_segment({"frequency": 1.0, "recency_days": 500, "monetary": 0}, pop)
+    assert "16 months ago" in describe_segment({"frequency": 2.0, "recency_days": 487, "monetary": 100}, pop)
+
+
+# Planted behaviour groups: (recency, frequency, monetary, aov, tenure) centres and the name they must get.
+PLANTED = {
+    "Champions": (5, 40, 3000, 75, 600),
+    "Loyal": (20, 20, 600, 30, 700),
+    "New": (6, 2, 60, 30, 12),
+    "Lost": (330, 1, 25, 25, 500),
+    "Low value": (100, 3, 12, 4, 250),
+}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(0, 10_000),
+    st.lists(st.integers(100, 200), min_size=len(PLANTED), max_size=len(PLANTED)),
+    st.floats(0.05, 0.3),
+)
+def test_names_land_on_planted_groups(seed: int, sizes: list[int], noise: float) -> None:
+    """Group sizes within 2x of each other and any noise: each planted group's profile gets the planted name."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for (_, centre), n in zip(PLANTED.items(), sizes, strict=True):
+        frames.append(pd.DataFrame(np.asarray(centre) * np.exp(rng.normal(0, noise, (n, 5))), columns=COLUMNS))
+    pop = pd.concat(frames, ignore_index=True)
+    profiles = pd.DataFrame([f.median() for f in frames], index=range(len(frames)))
+    names = name_segments(profiles, pop)
+    assert [names[i] for i in range(len(PLANTED))] == list(PLANTED)

@@ -7,17 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.metrics import adjusted_rand_score
 
 from segstream.models.features import FEATURE_NAMES
 from segstream.models.scoring import signed_log1p
-from segstream.trainer.errors import TrainerError
 from segstream.trainer.segmentation import (
     CLUSTER_FEATURES,
-    SegmentationError,
-    choose_k,
     fit_segmentation,
-    silhouettes,
 )
 
 # recency, frequency, monetary, aov, tenure, purchase_rate, returns_count per planted group.
@@ -73,7 +69,7 @@ def test_recovers_planted_k_and_groups(model, planted) -> None:
     features, truth = planted
     assert model.k == 4
     assert adjusted_rand_score(truth, model.labels.to_numpy()) > 0.98
-    assert set(model.inertia_by_k) == set(range(2, 9)) == set(model.silhouette_by_k)
+    assert set(model.inertia_by_k) == set(range(4, 9)) == set(model.silhouette_by_k) == set(model.criteria_by_k)
     assert max(model.silhouette_by_k, key=model.silhouette_by_k.get) == 4
     assert sum(model.sizes.values()) == len(features)
 
@@ -94,7 +90,17 @@ def test_pca_keeps_enough_variance(model) -> None:
 def test_metrics_are_json_ready(model) -> None:
     metrics = json.loads(json.dumps(model.metrics))
     assert metrics["k"] == 4 and metrics["n_components"] == model.n_components
-    assert set(metrics["inertia_by_k"]) == {str(k) for k in range(2, 9)}
+    assert set(metrics["inertia_by_k"]) == {str(k) for k in range(4, 9)} == set(metrics["criteria_by_k"])
+    assert set(metrics["criteria_by_k"]["4"]) == {
+        "inertia",
+        "silhouette",
+        "calinski_harabasz",
+        "davies_bouldin",
+        "stability",
+        "smallest_share",
+    }
+    assert metrics["stability"]["chosen"] > 0.9 and set(metrics["stability"]["by_k"]) == set(metrics["criteria_by_k"])
+    assert set(metrics["descriptions"]) == set(metrics["names"]) == set(metrics["sizes"])
     assert metrics["cluster_features"] == list(CLUSTER_FEATURES)
     assert -1.0 <= metrics["silhouette"] <= 1.0
 
@@ -142,32 +148,3 @@ def test_a_new_segment_gets_a_fresh_id(model, planted) -> None:
 def test_seeded_fit_is_deterministic(model, planted) -> None:
     again = fit_segmentation(planted[0], seed=0)
     assert again.names == model.names and again.labels.equals(model.labels)
-
-
-def test_silhouettes_equal_sklearn() -> None:
-    rng = np.random.default_rng(0)
-    z = rng.normal(size=(1234, 3))
-    labelings = [rng.integers(0, k, len(z)) for k in (2, 4, 7)]
-    labelings.append(np.r_[np.zeros(len(z) - 1, dtype=int), 1])  # a one-member cluster
-    ours = silhouettes(z, labelings, chunk=300)
-    np.testing.assert_allclose(ours, [silhouette_score(z, lab) for lab in labelings], rtol=1e-9, atol=1e-12)
-    assert silhouettes(z, [np.zeros(len(z), dtype=int)]) == [-1.0]
-
-
-def test_choose_k_prefers_a_good_knee_else_best_silhouette() -> None:
-    inertia = {2: 100.0, 3: 40.0, 4: 30.0, 5: 25.0, 6: 22.0}
-    assert choose_k(inertia, {2: 0.5, 3: 0.58, 4: 0.6, 5: 0.4, 6: 0.3})[0] == 3
-    k, reason = choose_k(inertia, {2: 0.5, 3: 0.3, 4: 0.6, 5: 0.4, 6: 0.3})
-    assert k == 4 and "best silhouette" in reason
-
-
-def test_bad_inputs_name_the_problem(planted) -> None:
-    features = planted[0]
-    with pytest.raises(SegmentationError, match="aov"):
-        fit_segmentation(features.drop(columns="aov"))
-    bad = features.copy()
-    bad.iloc[5, FEATURE_NAMES.index("monetary")] = np.inf
-    with pytest.raises(SegmentationError, match=f"monetary.*{features.index[5]}"):
-        fit_segmentation(bad)
-    with pytest.raises(TrainerError, match="too few"):
-        fit_segmentation(features.iloc[:3], k=4)
