@@ -26,10 +26,12 @@ def _signing_key() -> bytes | None:
               help="Forecast backtest horizon in days.")  # fmt: skip
 @click.option("--previous", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="Earlier bundle whose segment ids to keep where segments match.")  # fmt: skip
+@click.option("--segmenter", type=click.Choice(["kmeans", "rfm"]), default="kmeans", show_default=True,
+              help="K-Means on the customer features, or the classic RFM map (quintile scores, 11 named cells).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--promote/--no-promote", default=False, help="Make the new bundle `current` when done.")
 def train(data: str, map: tuple[str, ...], preset: str | None, out: Path, k: int | None, k_min: int, k_max: int,
-          horizon: int, previous: Path | None, seed: int, promote: bool) -> None:  # fmt: skip
+          horizon: int, previous: Path | None, segmenter: str, seed: int, promote: bool) -> None:  # fmt: skip
     """Train segmentation, classifier, purchase and forecast models; write a versioned bundle."""
     import time
 
@@ -45,7 +47,7 @@ def train(data: str, map: tuple[str, ...], preset: str | None, out: Path, k: int
     if k_min > k_max:
         raise click.BadParameter(f"--k-min {k_min} is above --k-max {k_max}", param_hint="--k-min")
     options = TrainOptions(k=k, k_range=range(k_min, k_max + 1), forecast_horizon_days=horizon, seed=seed,
-                           previous_bundle=previous, signing_key=_signing_key())  # fmt: skip
+                           previous_bundle=previous, signing_key=_signing_key(), segmenter=segmenter)  # fmt: skip
     with console.status("training") as status:
         result = train_bundle(
             events, out, options=options, cleaning=report.to_dict(), source=str(data),

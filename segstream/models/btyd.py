@@ -321,3 +321,37 @@ def _numerator_by_quadrature(r: float, alpha: float, a: float, b: float, t: floa
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         total += quad(integrand, lo, hi, epsabs=0.0, epsrel=1e-12, limit=200, full_output=1)[0]
     return max(total, 0.0)
+
+
+def btyd_columns(scorer: BTYDScorer, x: np.ndarray) -> np.ndarray:
+    """The BTYD model's view of each row, as extra model inputs: spend, purchases, P(alive), value."""
+    return np.column_stack(
+        [scorer.predict(x), scorer.expected_purchases(x), scorer.probability_alive(x), scorer.expected_value(x)]
+    )
+
+
+class BTYDCorrectedScorer:
+    """BG/NBD x Gamma-Gamma expected spend plus a learned correction of its residuals.
+
+    The buy-till-you-die model knows how purchase counts decay; the correction (a fitted regressor with
+    ``predict``, e.g. boosted trees) knows what the features add, such as recent spend. It is trained on
+    ``realised spend - BTYD spend`` with the features and :func:`btyd_columns` as inputs, so where it has
+    nothing to add it adds about zero and the prediction stays BG/NBD's.
+    """
+
+    def __init__(self, btyd: BTYDScorer, correction: Any) -> None:
+        """Wrap a fitted BTYD scorer and a regressor fitted on :meth:`design` rows."""
+        self.btyd = btyd
+        self.correction = correction
+        self.feature_names = FEATURE_NAMES
+
+    def design(self, x: np.ndarray) -> np.ndarray:
+        """The correction's inputs: every feature, then the BTYD columns."""
+        full = _full_matrix(x)
+        return np.ascontiguousarray(np.hstack([full, btyd_columns(self.btyd, full)]))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predicted spend within the horizon."""
+        full = _full_matrix(x)
+        correction = np.asarray(self.correction.predict(self.design(full)), dtype=np.float64)
+        return self.btyd.predict(full) + correction

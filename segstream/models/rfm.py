@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segstream.models.errors import FeatureSpecError
-from segstream.models.scoring import _select, column_indices
+from segstream.models.scoring import PCAProjection, _full_matrix, _select, column_indices
 
 RFM_FEATURES: tuple[str, ...] = ("recency_days", "frequency", "monetary")
 
@@ -152,11 +152,21 @@ class RFMScorer:
 
     feature_names: tuple[str, ...] = RFM_FEATURES
 
-    def __init__(self, edges: RFMEdges) -> None:
-        """Keep the edges and the column positions of recency, frequency and monetary."""
+    def __init__(self, edges: RFMEdges, projection: PCAProjection | None = None) -> None:
+        """Keep the edges and the column positions of recency, frequency and monetary.
+
+        ``projection`` places customers on the same 2-D map K-Means bundles draw (the dashboard's scatter).
+        """
         self.edges = edges
         self.columns = column_indices(self.feature_names)
         self.names: dict[int, str] = dict(enumerate(RFM_CELLS))
+        self.projection = projection
+
+    def project_pca(self, x: np.ndarray) -> np.ndarray:
+        """The customers' first two PCA coordinates (zeros without a projection)."""
+        if self.projection is None:
+            return np.zeros((len(_full_matrix(x)), 2))
+        return self.projection.project_pca(x)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """R, F, M scores (int64, each 1..5) of full feature rows, shape (n, 3)."""

@@ -71,7 +71,49 @@ def _select(x: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(_full_matrix(x)[:, columns])
 
 
-class SegmentScorer:
+class PCAProjection:
+    """signed log1p -> StandardScaler -> PCA of full feature rows: the segment map's coordinates.
+
+    K-Means scores in this space; the RFM map does not, but the dashboard still draws its customers on it.
+    """
+
+    def __init__(self, scaler: Any, pca: Any, feature_names: Sequence[str]) -> None:
+        """Copy the parameters out of a fitted sklearn StandardScaler and PCA."""
+        self.feature_names = tuple(feature_names)
+        self.columns = column_indices(self.feature_names)
+        self.scaler_mean = np.array(scaler.mean_, dtype=np.float64)
+        self.scaler_scale = np.array(scaler.scale_, dtype=np.float64)
+        self.components = np.ascontiguousarray(pca.components_, dtype=np.float64)
+        # Same expression sklearn evaluates on every transform call, done once.
+        self.mean_projection = np.reshape(pca.mean_, (1, -1)) @ self.components.T
+        self.whiten_scale: np.ndarray | None = None
+        if pca.whiten:
+            scale = np.sqrt(pca.explained_variance_)
+            scale[scale < np.finfo(scale.dtype).eps] = np.finfo(scale.dtype).eps
+            self.whiten_scale = scale
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """PCA coordinates (n, n_components) of full feature rows."""
+        sub = _select(x, self.columns)
+        if not np.isfinite(sub).all():
+            bad = int(np.argwhere(~np.isfinite(sub))[0][1])
+            raise FeatureSpecError(f"feature {self.feature_names[bad]!r} has a non-finite value")
+        scaled = (signed_log1p(sub) - self.scaler_mean) / self.scaler_scale
+        projected = scaled @ self.components.T
+        projected -= self.mean_projection
+        if self.whiten_scale is not None:
+            projected /= self.whiten_scale
+        return projected
+
+    def project_pca(self, x: np.ndarray) -> np.ndarray:
+        """The first two PCA coordinates, shape (n, 2) (a zero column if the model kept only one)."""
+        z = self.transform(x)
+        if z.shape[1] >= 2:
+            return np.ascontiguousarray(z[:, :2])
+        return np.column_stack([z[:, 0], np.zeros(len(z))])
+
+
+class SegmentScorer(PCAProjection):
     """signed log1p -> StandardScaler -> PCA -> nearest K-Means centre -> stable segment id.
 
     Attributes:
@@ -90,36 +132,12 @@ class SegmentScorer:
         names: Mapping[int, str],
     ) -> None:
         """Copy the parameters out of fitted sklearn StandardScaler, PCA and KMeans objects."""
-        self.feature_names = tuple(feature_names)
-        self.columns = column_indices(self.feature_names)
-        self.scaler_mean = np.array(scaler.mean_, dtype=np.float64)
-        self.scaler_scale = np.array(scaler.scale_, dtype=np.float64)
-        self.components = np.ascontiguousarray(pca.components_, dtype=np.float64)
-        # Same expression sklearn evaluates on every transform call, done once.
-        self.mean_projection = np.reshape(pca.mean_, (1, -1)) @ self.components.T
-        self.whiten_scale: np.ndarray | None = None
-        if pca.whiten:
-            scale = np.sqrt(pca.explained_variance_)
-            scale[scale < np.finfo(scale.dtype).eps] = np.finfo(scale.dtype).eps
-            self.whiten_scale = scale
+        super().__init__(scaler, pca, feature_names)
         self.centers = np.ascontiguousarray(kmeans.cluster_centers_, dtype=np.float64)
         # sklearn's row_norms(squared=True) is this einsum.
         self.center_sq_norms = np.einsum("ij,ij->i", self.centers, self.centers)
         self.label_to_id = np.asarray(label_to_id, dtype=np.int64)
         self.names = {int(k): str(v) for k, v in names.items()}
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """PCA coordinates (n, n_components) of full feature rows."""
-        sub = _select(x, self.columns)
-        if not np.isfinite(sub).all():
-            bad = int(np.argwhere(~np.isfinite(sub))[0][1])
-            raise FeatureSpecError(f"feature {self.feature_names[bad]!r} has a non-finite value")
-        scaled = (signed_log1p(sub) - self.scaler_mean) / self.scaler_scale
-        projected = scaled @ self.components.T
-        projected -= self.mean_projection
-        if self.whiten_scale is not None:
-            projected /= self.whiten_scale
-        return projected
 
     def predict_labels(self, x: np.ndarray) -> np.ndarray:
         """Raw K-Means labels (equal to ``kmeans.predict(pca.transform(scaler.transform(...)))``)."""
@@ -134,13 +152,6 @@ class SegmentScorer:
     def segment_names(self, ids: np.ndarray) -> list[str]:
         """Names of the given segment ids."""
         return [self.names[int(i)] for i in ids]
-
-    def project_pca(self, x: np.ndarray) -> np.ndarray:
-        """The first two PCA coordinates, shape (n, 2) (a zero column if the model kept only one)."""
-        z = self.transform(x)
-        if z.shape[1] >= 2:
-            return np.ascontiguousarray(z[:, :2])
-        return np.column_stack([z[:, 0], np.zeros(len(z))])
 
 
 class PathStep(NamedTuple):

@@ -27,6 +27,7 @@ from segstream.trainer.classifier import fit_classifier
 from segstream.trainer.forecast_eval import backtest
 from segstream.trainer.k_choice import DEFAULT_K_RANGE
 from segstream.trainer.purchase import fit_purchase_models
+from segstream.trainer.rfm_segmentation import RFM, crosstab, fit_rfm_segmentation, rfm_cells
 from segstream.trainer.scoring import PURCHASE, SEGMENTATION
 from segstream.trainer.segmentation import SegmentationModel, fit_segmentation
 from segstream.viz.bundle_tables import (
@@ -49,6 +50,7 @@ class TrainOptions:
 
     k: int | None = None
     k_range: range = DEFAULT_K_RANGE
+    segmenter: str = "kmeans"  # or "rfm"
     forecast_horizon_days: int = 28
     purchase_horizon_days: int = 90
     seed: int = 0
@@ -118,8 +120,13 @@ def _train(
         features = batch_features(events)
     with stage("segmentation"):
         previous = _previous_segmentation(opts.previous_bundle)
-        seg = fit_segmentation(features, k_range=opts.k_range, k=opts.k, previous=previous, seed=opts.seed)
+        if opts.segmenter == RFM:
+            seg = fit_rfm_segmentation(features, seed=opts.seed)
+        else:
+            seg = fit_segmentation(features, k_range=opts.k_range, k=opts.k, previous=previous, seed=opts.seed)
         labels = seg.labels.reindex(features.index)
+        # Where the segments sit on the classic RFM map, for the report.
+        rfm_crosstab = crosstab(labels, rfm_cells(features)[1])
     with stage("classifier"):
         clf = fit_classifier(features, labels, seed=opts.seed)
     with stage("purchase"):
@@ -131,7 +138,7 @@ def _train(
     with stage("bundle"):
         customers = _customer_table(features, seg, purchase)
         metrics = {
-            "segmentation": seg.metrics,
+            "segmentation": {**seg.metrics, "rfm_crosstab": rfm_crosstab},
             "classifier": clf.metrics,
             "purchase": purchase.metrics,
             "forecast": evaluation.metrics,

@@ -24,6 +24,7 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from segstream.models.features import FEATURE_NAMES
+from segstream.models.rfm import RFMScorer
 from segstream.models.scoring import SegmentScorer, signed_expm1, signed_log1p
 from segstream.trainer.errors import TrainerError
 from segstream.trainer.k_choice import DEFAULT_K_RANGE, Criteria, choose_k, compute_criteria, knee_of, silhouettes
@@ -53,7 +54,7 @@ class SegmentationModel:
     """A fitted segmentation and everything reported about it.
 
     Attributes:
-        scaler, pca, kmeans: The fitted sklearn objects.
+        scaler, pca, kmeans: The fitted sklearn objects (no K-Means for the RFM map).
         scorer: The numpy scorer used everywhere at prediction time.
         cluster_features: The clustered features, in column order.
         k: Number of segments; ``k_reason`` says how it was chosen.
@@ -70,8 +71,8 @@ class SegmentationModel:
 
     scaler: StandardScaler
     pca: PCA
-    kmeans: KMeans
-    scorer: SegmentScorer
+    kmeans: KMeans | None
+    scorer: SegmentScorer | RFMScorer
     cluster_features: tuple[str, ...]
     k: int
     k_reason: str
@@ -128,7 +129,7 @@ def _silhouette(z: np.ndarray, labels: np.ndarray) -> float:
     return silhouettes(z, [labels])[0]
 
 
-def _matrix(features: pd.DataFrame) -> np.ndarray:
+def feature_matrix(features: pd.DataFrame) -> np.ndarray:
     missing = [f for f in FEATURE_NAMES if f not in features.columns]
     if missing:
         raise SegmentationError(f"features table lacks column(s) {missing}")
@@ -138,6 +139,25 @@ def _matrix(features: pd.DataFrame) -> np.ndarray:
         row, col = np.argwhere(bad)[0]
         raise SegmentationError(f"feature {FEATURE_NAMES[col]!r} is not finite for customer {features.index[row]!r}")
     return x
+
+
+def fit_projection(
+    x: np.ndarray, variance_threshold: float, seed: int
+) -> tuple[StandardScaler, PCA, np.ndarray, np.ndarray]:
+    """signed log1p -> StandardScaler -> PCA on the clustered features of full rows.
+
+    Returns the scaler, the PCA (fewest components reaching ``variance_threshold``, at least two), the
+    explained variance ratios of all components, and the customers' PCA coordinates.
+    """
+    cols = [FEATURE_NAMES.index(f) for f in CLUSTER_FEATURES]
+    t = signed_log1p(np.ascontiguousarray(x[:, cols]))  # C order, as the scorer uses
+    scaler = StandardScaler().fit(t)
+    s = scaler.transform(t)
+    ratios_all = PCA(svd_solver="full").fit(s).explained_variance_ratio_
+    n_comp = int(np.searchsorted(np.cumsum(ratios_all), variance_threshold - 1e-12) + 1)
+    n_comp = min(max(n_comp, 2), len(cols))
+    pca = PCA(n_components=n_comp, svd_solver="full", random_state=seed).fit(s)
+    return scaler, pca, ratios_all, pca.transform(s)
 
 
 def fit_segmentation(
@@ -176,22 +196,14 @@ def fit_segmentation(
     Returns:
         The fitted :class:`SegmentationModel`.
     """
-    x = _matrix(features)
+    x = feature_matrix(features)
     n = len(x)
     smallest = k if k is not None else min(k_range, default=2)
     if k is not None and k < 1:
         raise SegmentationError(f"k must be at least 1, got {k}")
     if n < max(smallest, 2) + 1:
         raise SegmentationError(f"{n} customers are too few to segment into {smallest} segments")
-    cols = [FEATURE_NAMES.index(f) for f in CLUSTER_FEATURES]
-    t = signed_log1p(np.ascontiguousarray(x[:, cols]))  # C order, as the scorer uses
-    scaler = StandardScaler().fit(t)
-    s = scaler.transform(t)
-    ratios_all = PCA(svd_solver="full").fit(s).explained_variance_ratio_
-    n_comp = int(np.searchsorted(np.cumsum(ratios_all), variance_threshold - 1e-12) + 1)
-    n_comp = min(max(n_comp, 2), len(cols))
-    pca = PCA(n_components=n_comp, svd_solver="full", random_state=seed).fit(s)
-    z = pca.transform(s)
+    scaler, pca, ratios_all, z = fit_projection(x, variance_threshold, seed)
 
     rng = np.random.default_rng(seed)
     sample = rng.permutation(n)[: min(n, search_sample)]
