@@ -18,6 +18,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "segstream.cli.data",
     "segstream.cli.bundle",
     "segstream.cli.train",
+    "segstream.cli.backtest",
     "segstream.cli.stack",
     "segstream.cli.stream",
     "segstream.cli.dead_letters",

@@ -1,5 +1,9 @@
 """Prophet forecaster: piecewise-linear trend + weekly seasonality (+ yearly with enough history).
 
+Forecasts and bands are clipped at 0 when the history never went negative (sales cannot be negative;
+Prophet's linear trend, extrapolated from a decaying series, happily goes below 0). A history with a
+negative day (returns exceeding sales) is left unclipped, as net sales can then really be negative.
+
 Prophet and cmdstanpy log every fit at INFO; :func:`quiet_prophet_logging` raises their loggers to WARNING
 so a forecast refresh does not flood the worker's log. Prophet is imported lazily because importing it
 costs ~1 s and only the forecasting stage needs it.
@@ -88,6 +92,13 @@ def fit_prophet(history: pd.Series, interval_width: float = 0.8) -> tuple[Any, s
 def prophet_forecast(history: pd.Series, horizon: int, interval_width: float = 0.8) -> pd.DataFrame:
     """Forecast ``horizon`` days with Prophet; intervals are Prophet's (trend and noise simulation).
 
+    If no day of the history is negative, ``yhat``, ``lower`` and ``upper`` are clipped at 0; when that
+    changes a point forecast, ``notes`` says on how many days. With a negative day in the history nothing
+    is clipped. (Rolling-origin backtests on CDNOW, Superstore and generated data: clipping never raised
+    the MAE and cut CDNOW's median 90-day MAE by 14-20%, where the trend plus a yearly term fitted to the
+    cohort's first-year peak went negative. Seasonality mode, changepoint prior, yearly and weekly order,
+    a log transform and holidays were searched there too; no setting beat these defaults on every series.)
+
     With fewer than ``MIN_PROPHET_DAYS`` days, or a constant series (nothing to fit), this returns the
     seasonal-naive forecast labelled ``prophet`` and says so in ``notes``.
 
@@ -116,14 +127,15 @@ def prophet_forecast(history: pd.Series, horizon: int, interval_width: float = 0
         predicted = model.predict(pd.DataFrame({"ds": dates}))
     finally:
         np.random.set_state(state)
-    return forecast_frame(
-        dates,
-        predicted["yhat"].to_numpy(),
-        predicted["yhat_lower"].to_numpy(),
-        predicted["yhat_upper"].to_numpy(),
-        "prophet",
-        notes,
-    )
+    yhat = predicted["yhat"].to_numpy()
+    lower = predicted["yhat_lower"].to_numpy()
+    upper = predicted["yhat_upper"].to_numpy()
+    if float(history.min()) >= 0.0:
+        clipped = int(np.sum(yhat < 0.0))
+        yhat, lower, upper = (np.clip(a, 0.0, None) for a in (yhat, lower, upper))
+        if clipped:
+            notes = _join(notes, f"forecast clipped at 0 on {clipped} of {horizon} days (history never negative)")
+    return forecast_frame(dates, yhat, lower, upper, "prophet", notes)
 
 
 def _fallback_reason(history: pd.Series) -> str:

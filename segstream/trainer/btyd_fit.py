@@ -14,6 +14,8 @@ documents. When the optimiser does not converge, a small L2 penalty is tried (li
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 
 import numpy as np
@@ -59,8 +61,9 @@ def _first_converging(fit):  # type: ignore[no-untyped-def]
     last: Exception | None = None
     for penalty in _PENALTIES:
         try:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")  # lifetimes' optimiser warns on every step it clips
+            # lifetimes' optimiser warns on every step it clips, and prints its result when it fails.
+            with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
                 return fit(penalty)
         except (ConvergenceError, ValueError, FloatingPointError) as exc:
             last = exc

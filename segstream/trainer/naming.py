@@ -102,37 +102,55 @@ def _spend_word(profile: Mapping[str, float], population: pd.DataFrame) -> str:
     return "high spend" if rank >= 2 / 3 else ("low spend" if rank < 1 / 3 else "mid spend")
 
 
-def name_segments(profiles: pd.DataFrame, population: pd.DataFrame) -> dict[int, str]:
+def _still_true(name: str, scores: np.ndarray, profile: Mapping[str, float], population: pd.DataFrame) -> bool:
+    """Whether a previous bundle's name still describes this segment (so a retrain need not rename it)."""
+    if name in SEGMENT_NAMES:
+        return bool(np.isfinite(scores[SEGMENT_NAMES.index(name)]))
+    plain = descriptive_name(profile, population)
+    return name == plain or name.startswith(f"{plain} (") or name.startswith(f"{plain} ")
+
+
+def name_segments(
+    profiles: pd.DataFrame, population: pd.DataFrame, previous: Mapping[int, str] | None = None
+) -> dict[int, str]:
     """Unique, truthful names for segments (rows indexed by segment id: member medians, original units).
 
     Args:
         profiles: One row per segment with at least the :data:`NAMING_FEATURES` columns.
         population: The customers' features (same columns), for the percentile ranks.
+        previous: The previous bundle's names by segment id: a segment that kept its id keeps its name
+            while the name is still true for it (eligible marketing name, or the same plain description).
 
     Returns:
         Segment id -> name; all names distinct.
     """
     ordered = profiles.sort_index()
     scores = name_scores(ordered, population).to_numpy()
-    n = len(ordered)
     names: dict[int, str] = {}
-    free = list(range(n))
+    free = list(range(len(ordered)))
+    for r, seg in enumerate(ordered.index):
+        old = (previous or {}).get(int(seg))
+        if old and old not in names.values() and _still_true(old, scores[r], ordered.iloc[r], population):
+            names[int(seg)] = old
+            free.remove(r)
+    open_names = [i for i, n in enumerate(SEGMENT_NAMES) if n not in names.values()]
     # Champions first: the most demanding name goes to the most Champion-like eligible segment, so a
     # looser name it also meets (Big spenders) cannot push it onto a lesser segment.
-    champions = scores[:, 0]
-    if np.isfinite(champions).any():
-        best = int(np.nanargmax(champions))
+    if 0 in open_names and free and np.isfinite(scores[free, 0]).any():
+        best = free[int(np.nanargmax(scores[free, 0]))]
         names[int(ordered.index[best])] = SEGMENT_NAMES[0]
         free.remove(best)
-    rest = np.where(np.isnan(scores[free, 1:]), _INFEASIBLE, scores[free, 1:])
+        open_names.remove(0)
+    rest = scores[np.ix_(free, open_names)] if free and open_names else np.empty((len(free), 0))
+    rest = np.where(np.isnan(rest), _INFEASIBLE, rest)
     # One private descriptive column per segment, so every assignment is feasible.
     own = np.full((len(free), len(free)), _INFEASIBLE)
     np.fill_diagonal(own, _DESCRIPTIVE_SCORE)
-    rows, cols = linear_sum_assignment(np.hstack([rest, own]), maximize=True)
+    rows, cols = linear_sum_assignment(np.hstack([rest, own]), maximize=True) if free else ([], [])
     fallback: list[int] = []
     for r, c in zip(rows, cols, strict=True):
-        if c < len(SEGMENT_NAMES) - 1:
-            names[int(ordered.index[free[r]])] = SEGMENT_NAMES[c + 1]
+        if c < len(open_names):
+            names[int(ordered.index[free[r]])] = SEGMENT_NAMES[open_names[c]]
         else:
             fallback.append(free[r])
     taken = set(names.values())
@@ -148,6 +166,47 @@ def name_segments(profiles: pd.DataFrame, population: pd.DataFrame) -> dict[int,
         taken.add(name)
         names[int(ordered.index[r])] = name
     return names
+
+
+# Names that promise a customer will come back; they must have been true in held-out time.
+PROMISING_NAMES: tuple[str, ...] = ("Champions", "Loyal", "Big spenders")
+
+
+def demote_unproven(
+    names: Mapping[int, str],
+    repeat_rate: Mapping[int, float],
+    population_rate: float,
+    profiles: pd.DataFrame,
+    population: pd.DataFrame,
+) -> tuple[dict[int, str], list[str]]:
+    """Replace a promising name whose segment did not out-repeat the population in held-out time.
+
+    Args:
+        names: Segment id -> name.
+        repeat_rate: Segment id -> share of its customers (scored at an earlier cutoff) who bought again
+            in the period after it.
+        population_rate: The same share over all those customers.
+        profiles, population: As for :func:`name_segments` (for the descriptive replacement).
+
+    Returns:
+        The names, and one sentence per demotion.
+    """
+    out = dict(names)
+    notes: list[str] = []
+    for seg, name in sorted(names.items()):
+        rate = repeat_rate.get(seg)
+        if name in PROMISING_NAMES and rate is not None and rate < population_rate:
+            new = descriptive_name(profiles.loc[seg], population)
+            base, count = new, 1
+            while new in out.values():
+                count += 1
+                new = f"{base} {count}"
+            out[seg] = new
+            notes.append(
+                f"segment {seg} is not called {name}: {rate:.1%} of it bought again in the held-out period, "
+                f"below the population's {population_rate:.1%}"
+            )
+    return out, notes
 
 
 def _days(value: float) -> str:

@@ -26,6 +26,7 @@ from segstream.models.serving import SERVING, ServingModels, training_mix
 from segstream.trainer.classifier import fit_classifier
 from segstream.trainer.forecast_eval import backtest
 from segstream.trainer.k_choice import DEFAULT_K_RANGE
+from segstream.trainer.name_check import check_names
 from segstream.trainer.purchase import fit_purchase_models
 from segstream.trainer.rfm_segmentation import RFM, crosstab, fit_rfm_segmentation, rfm_cells
 from segstream.trainer.scoring import PURCHASE, SEGMENTATION
@@ -120,10 +121,12 @@ def _train(
         features = batch_features(events)
     with stage("segmentation"):
         previous = _previous_segmentation(opts.previous_bundle)
+        name_checks: dict[str, Any] = {"checked": False, "why": "the RFM map's cell names are its definition"}
         if opts.segmenter == RFM:
             seg = fit_rfm_segmentation(features, seed=opts.seed)
         else:
             seg = fit_segmentation(features, k_range=opts.k_range, k=opts.k, previous=previous, seed=opts.seed)
+            name_checks = check_names(seg, events, opts.purchase_horizon_days)
         labels = seg.labels.reindex(features.index)
         # Where the segments sit on the classic RFM map, for the report.
         rfm_crosstab = crosstab(labels, rfm_cells(features)[1])
@@ -138,7 +141,7 @@ def _train(
     with stage("bundle"):
         customers = _customer_table(features, seg, purchase)
         metrics = {
-            "segmentation": {**seg.metrics, "rfm_crosstab": rfm_crosstab},
+            "segmentation": {**seg.metrics, "rfm_crosstab": rfm_crosstab, "name_checks": name_checks},
             "classifier": clf.metrics,
             "purchase": purchase.metrics,
             "forecast": evaluation.metrics,

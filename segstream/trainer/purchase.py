@@ -5,8 +5,10 @@ as of the cutoff with :func:`segstream.models.features.batch_features` (later ev
 is the sum of ``amount`` in ``(cutoff, cutoff + horizon]`` (returns count negative; no event = 0).
 Customers with no event up to the cutoff have no features and are left out.
 
-Evaluation: customers (not events) are split 75/25 with a fixed seed. Four models are fitted on the
-training customers and compared on the held-out ones with two baselines:
+Evaluation: forward in time when the history is long enough: every model is fitted on features at
+``cutoff - horizon`` -> spend up to the cutoff, and judged on features at the cutoff -> spend in the
+horizon (the way it is used: features now, spend later). With a shorter history, customers are split 75/25
+with a fixed seed instead. Four models are compared with two baselines:
 
 - ``linear_regression`` and ``hist_gradient_boosting`` on the features;
 - ``bgnbd_gamma_gamma``: BG/NBD + Gamma-Gamma, the standard buy-till-you-die model, fitted with
@@ -18,7 +20,8 @@ training customers and compared on the held-out ones with two baselines:
 Metrics: RMSE and MAE per model. Measured on real logs (docs/models.md): on CDNOW the corrected model beats
 BG/NBD on both; on Superstore it wins RMSE and loses MAE.
 
-Final model: the candidate with the lower held-out RMSE, refitted on ALL customers (features at the
+Final model: the candidate with the lowest ``RMSE/RMSE(naive) + MAE/MAE(naive)`` (both error measures
+count), refitted on ALL customers (features at the
 cutoff -> spend in the horizon). Scoring applies it to features as of the scoring time, predicting the
 spend in the following ``horizon_days``. The linear model is scored with numpy
 (:class:`~segstream.models.scoring.LinearPurchaseScorer`); the boosted trees through sklearn's batch
@@ -81,12 +84,17 @@ class PurchaseModels:
         return self.scorer.predict(x)
 
 
-def calibration_holdout(events: pd.DataFrame, horizon_days: int) -> tuple[pd.DataFrame, pd.Series, pd.Timestamp]:
-    """Features as of the cutoff, and each of those customers' net spend in the horizon after it."""
+def calibration_holdout(
+    events: pd.DataFrame, horizon_days: int, end: pd.Timestamp | None = None
+) -> tuple[pd.DataFrame, pd.Series, pd.Timestamp]:
+    """Features as of the cutoff ``end - horizon`` (``end`` defaults to the last event), and each of those
+    customers' net spend in ``(cutoff, end]``."""
     if events.empty:
         raise PurchaseModelError("purchase models: the events table is empty")
     ts = pd.to_datetime(events["timestamp"], utc=True)
-    cutoff = ts.max() - pd.Timedelta(days=horizon_days)
+    if end is not None:
+        events, ts = events.loc[(ts <= end).to_numpy()], ts[ts <= end]
+    cutoff = (ts.max() if end is None else end) - pd.Timedelta(days=horizon_days)
     if (ts <= cutoff).sum() == 0:
         raise PurchaseModelError(
             f"purchase models: no event on or before the cutoff {cutoff.isoformat()} "
@@ -129,6 +137,23 @@ def fit_candidate(name: str, x: np.ndarray, y: np.ndarray, horizon_days: int, se
     return BTYDCorrectedScorer(btyd, _correction(seed).fit(shell.design(x), y - btyd.predict(x)))
 
 
+def _relative(errors: dict[str, Any], naive: dict[str, Any]) -> float:
+    return errors["rmse"] / max(naive["rmse"], 1e-12) + errors["mae"] / max(naive["mae"], 1e-12)
+
+
+def _earlier_period(
+    events: pd.DataFrame, horizon_days: int, cutoff: pd.Timestamp
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Features at ``cutoff - horizon`` and spend up to ``cutoff``, when enough customers were known then."""
+    ts = pd.to_datetime(events["timestamp"], utc=True)
+    if (ts <= cutoff - pd.Timedelta(days=horizon_days)).sum() == 0:
+        return None
+    features, target, _ = calibration_holdout(events, horizon_days, end=cutoff)
+    if len(features) < _MIN_CUSTOMERS:
+        return None
+    return features[list(PURCHASE_FEATURES)].to_numpy(dtype=np.float64), target.to_numpy()
+
+
 def fit_purchase_models(
     events: pd.DataFrame, horizon_days: int = 90, seed: int = 0, *, test_size: float = 0.25
 ) -> PurchaseModels:
@@ -151,28 +176,41 @@ def fit_purchase_models(
         )
     x = features[list(PURCHASE_FEATURES)].to_numpy(dtype=np.float64)
     y = target.to_numpy()
-    train, test = train_test_split(np.arange(len(x)), test_size=test_size, random_state=seed)
+    naive_col = PURCHASE_FEATURES.index(_BASELINE_FEATURE)
+    scale = horizon_days / 90.0  # the naive forecast: the last 90 days' spend, scaled to the horizon
+    # Forward validation when the history allows: fit on the period before, judge on the last one, as the
+    # models will be used (features now -> spend later). Models on absolute-time features (tenure,
+    # recency) can win a random customer split and still lose a period later, so this is the better judge.
+    early = _earlier_period(events, horizon_days, cutoff)
+    if early is not None:
+        fit_x, fit_y = early
+        eval_x, eval_y = x, y
+        split = {"validation": "forward", "validation_cutoff": (cutoff - pd.Timedelta(days=horizon_days)).isoformat(),
+                 "fit_customers": int(len(fit_x)), "eval_customers": int(len(eval_x))}  # fmt: skip
+    else:
+        train, test = train_test_split(np.arange(len(x)), test_size=test_size, random_state=seed)
+        fit_x, fit_y, eval_x, eval_y = x[train], y[train], x[test], y[test]
+        split = {"validation": "customer split", "fit_customers": int(len(train)), "eval_customers": int(len(test))}
     metrics: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     for name in CANDIDATES:
         try:
-            scorer = fit_candidate(name, x[train], y[train], horizon_days, seed)
+            candidate = fit_candidate(name, fit_x, fit_y, horizon_days, seed)
         except BTYDFitError as exc:
             skipped[name] = str(exc)
             continue
-        metrics[name] = _errors(y[test], scorer.predict(x[test]))
-    scale = horizon_days / 90.0  # the naive forecast: the last 90 days' spend, scaled to the horizon
-    metrics[BASELINE] = _errors(y[test], scale * x[test, PURCHASE_FEATURES.index(_BASELINE_FEATURE)])
+        metrics[name] = _errors(eval_y, candidate.predict(eval_x))
+    metrics[BASELINE] = _errors(eval_y, scale * eval_x[:, naive_col])
 
-    final_name = min((n for n in CANDIDATES if n in metrics), key=lambda n: metrics[n]["rmse"])
+    final_name = min((n for n in CANDIDATES if n in metrics), key=lambda n: _relative(metrics[n], metrics[BASELINE]))
     metrics[final_name]["final"] = True
     scorer = fit_candidate(final_name, x, y, horizon_days, seed)
     info = {
         "cutoff": cutoff.isoformat(),
         "horizon_days": int(horizon_days),
         "customers": int(len(x)),
-        "train_customers": int(len(train)),
-        "test_customers": int(len(test)),
+        **split,
+        "selection": "lowest RMSE/RMSE(naive) + MAE/MAE(naive) on the validation customers",
         "final_model": final_name,
         "skipped": skipped,
     }

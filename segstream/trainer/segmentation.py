@@ -92,6 +92,7 @@ class SegmentationModel:
     knee: int | None = None
     descriptions: dict[int, str] = field(default_factory=dict)
     segmenter: str = "kmeans"
+    outliers_left_out: int = 0
 
     @property
     def n_components(self) -> int:
@@ -112,6 +113,7 @@ class SegmentationModel:
             "cluster_features": list(self.cluster_features),
             "sizes": {str(k): int(v) for k, v in self.sizes.items()},
             "segmenter": self.segmenter,
+            "outliers_left_out_of_fit": int(self.outliers_left_out),
             "knee": self.knee,
             "criteria_by_k": {str(k): c.to_dict() for k, c in self.criteria_by_k.items()},
             "mean_rank_by_k": {str(k): float(v) for k, v in self.mean_rank_by_k.items()},
@@ -139,6 +141,27 @@ def feature_matrix(features: pd.DataFrame) -> np.ndarray:
         row, col = np.argwhere(bad)[0]
         raise SegmentationError(f"feature {FEATURE_NAMES[col]!r} is not finite for customer {features.index[row]!r}")
     return x
+
+
+def _inliers(z: np.ndarray, outlier_z: float) -> np.ndarray:
+    """Rows K-Means is fitted on: all but extreme outliers (any PCA coordinate beyond ``outlier_z`` sd).
+
+    One customer who joined the day before the cutoff, or one wholesale buyer, is a point far from all
+    others, and K-Means spends a centre on them: a segment of one. They are left out of the fit and then
+    assigned to their nearest centre like everyone else, so scoring (and parity) does not change. Never
+    more than 5% of rows are left out.
+    """
+    spread = z.std(axis=0)
+    far = (np.abs(z - z.mean(axis=0)) / np.where(spread > 0, spread, 1.0)).max(axis=1)
+    keep = far <= outlier_z
+    if keep.mean() < 0.95:
+        keep = far <= np.quantile(far, 0.95)
+    return np.flatnonzero(keep)
+
+
+def _smallest_share(kmeans: KMeans) -> float:
+    counts = np.bincount(kmeans.labels_, minlength=kmeans.n_clusters)
+    return float(counts.min() / max(counts.sum(), 1))
 
 
 def fit_projection(
@@ -173,6 +196,7 @@ def fit_segmentation(
     min_share: float = 0.02,
     min_stability: float = 0.6,
     resamples: int = 10,
+    outlier_z: float = 5.0,
     n_init: int = 4,
     max_match_distance: float = 1.0,
 ) -> SegmentationModel:
@@ -190,6 +214,8 @@ def fit_segmentation(
         min_share: Smallest share of customers a segment may hold for its k to be eligible.
         min_stability: Smallest bootstrap stability (mean ARI) for a k to be eligible.
         resamples: Bootstrap refits per k for the stability.
+        outlier_z: Customers farther than this many sd from the centre are left out of the K-Means fit
+            (and then scored like everyone else); see ``_inliers``.
         n_init: K-Means restarts of the final fit.
         max_match_distance: See :func:`segstream.trainer.naming.match_ids`.
 
@@ -206,7 +232,8 @@ def fit_segmentation(
     scaler, pca, ratios_all, z = fit_projection(x, variance_threshold, seed)
 
     rng = np.random.default_rng(seed)
-    sample = rng.permutation(n)[: min(n, search_sample)]
+    fit_rows = _inliers(z, outlier_z)
+    sample = fit_rows[rng.permutation(len(fit_rows))[: min(len(fit_rows), search_sample)]]
     sil_rows = min(len(sample), silhouette_sample)
     searched = sorted({*k_range, *([k] if k is not None else [])})
     criteria = compute_criteria(z[sample], searched, seed, silhouette_rows=sil_rows, resamples=resamples)
@@ -220,7 +247,23 @@ def fit_segmentation(
     inertia_by_k = {kk: c.inertia for kk, c in criteria.items()}
     silhouette_by_k = {kk: c.silhouette for kk, c in criteria.items()}
 
-    kmeans = KMeans(n_clusters=chosen, n_init=n_init, random_state=seed).fit(z)
+    kmeans = KMeans(n_clusters=chosen, n_init=n_init, random_state=seed).fit(z[fit_rows])
+    if k is None and _smallest_share(kmeans) < min_share:
+        # The floor was checked on the search fit; the final fit can still leave a sliver. Then the next k
+        # by mean rank whose final fit holds the floor is taken, and the reason says so.
+        tried = [chosen]
+        for alternative in sorted(mean_rank, key=lambda kk: (mean_rank[kk], kk)):
+            if alternative in tried:
+                continue
+            refit = KMeans(n_clusters=alternative, n_init=n_init, random_state=seed).fit(z[fit_rows])
+            if _smallest_share(refit) >= min_share:
+                reason += (f"; the final fit of k={', '.join(map(str, tried))} left a segment under "
+                           f"{min_share:.0%}, so k={alternative}")  # fmt: skip
+                chosen, kmeans = alternative, refit
+                break
+            tried.append(alternative)
+        else:
+            reason += f"; no k keeps every segment at {min_share:.0%} of customers in the final fit"
     raw_labels = list(range(chosen))
     back = signed_expm1(scaler.inverse_transform(pca.inverse_transform(kmeans.cluster_centers_)))
     by_label = pd.DataFrame(back, index=raw_labels, columns=list(CLUSTER_FEATURES))
@@ -239,7 +282,7 @@ def fit_segmentation(
     # A segment K-Means left empty on all rows (possible only in degenerate data) is named by its centroid.
     profiles = profiles.fillna(centroids.reindex(columns=profiles.columns)).fillna(0.0)
     population = features[list(FEATURE_NAMES)]
-    names = name_segments(profiles, population)
+    names = name_segments(profiles, population, previous.names if previous else None)
     descriptions = describe_segments(profiles, population)
     scorer.names = dict(names)
     used = sorted({*map(int, id_of), *(previous.used_ids if previous else [])})
@@ -266,6 +309,7 @@ def fit_segmentation(
         mean_rank_by_k=mean_rank,
         knee=knee_of(criteria),
         descriptions=descriptions,
+        outliers_left_out=int(n - len(fit_rows)),
     )
 
 

@@ -10,10 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segstream.trainer.naming import (
+    PROMISING_NAMES,
     SEGMENT_NAMES,
     comparable,
+    demote_unproven,
     describe_segment,
     describe_segments,
+    descriptive_name,
     initial_ids,
     match_ids,
     name_segments,
@@ -178,3 +181,24 @@ def test_names_land_on_planted_groups(seed: int, sizes: list[int], noise: float)
     profiles = pd.DataFrame([f.median() for f in frames], index=range(len(frames)))
     names = name_segments(profiles, pop)
     assert [names[i] for i in range(len(PLANTED))] == list(PLANTED)
+
+
+def test_a_retrained_segment_keeps_its_name_while_it_is_true() -> None:
+    pop, cents = population(), centroids(HAND_MADE)
+    fresh = name_segments(cents, pop)
+    # Loyal may stay Loyal; "Champions" for the Lost profile is no longer true and is not kept.
+    kept = name_segments(cents, pop, previous={1: "Loyal", 5: "Champions"})
+    assert kept[1] == "Loyal" and kept[5] != "Champions" and kept[0] == fresh[0] == "Champions"
+    plain = descriptive_name(cents.loc[5], pop)
+    assert name_segments(cents, pop, previous={5: plain})[5] == plain
+
+
+def test_promising_names_that_failed_in_held_out_time_are_demoted() -> None:
+    pop, cents = population(), centroids(HAND_MADE)
+    names = name_segments(cents, pop)
+    repeat = {i: 0.5 for i in names} | {0: 0.1}  # the Champions segment did not come back
+    demoted, notes = demote_unproven(names, repeat, 0.3, cents, pop)
+    assert demoted[0] == descriptive_name(cents.loc[0], pop) and demoted[0] not in PROMISING_NAMES
+    assert {k: v for k, v in demoted.items() if k != 0} == {k: v for k, v in names.items() if k != 0}
+    assert len(notes) == 1 and "10.0%" in notes[0] and "30.0%" in notes[0]
+    assert demote_unproven(names, {i: 0.5 for i in names}, 0.3, cents, pop) == (names, [])
