@@ -17,8 +17,6 @@ horizon is ``[cutoff, cutoff + horizon_days)``.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from segstream.models.features import FEATURE_NAMES, FEATURE_SPEC, batch_feature
 from segstream.models.forecasting import forecast_all
 from segstream.models.rfm import RFM_CELLS
 from segstream.models.serving import SERVING, ServingModels
+from segstream.trainer.btyd_fit import first_converging
 from segstream.trainer.errors import TrainerError
 from segstream.trainer.pipeline import TrainOptions, train_bundle
 from segstream.trainer.purchase import BASELINE, CANDIDATES, calibration_holdout, fit_candidate
@@ -148,7 +147,8 @@ def lifetimes_spend(before: pd.DataFrame, customers: pd.Index, cutoff: pd.Timest
     """BG/NBD + Gamma-Gamma the way a practitioner runs it: lifetimes' own summary, fit and prediction.
 
     Daily periods (``freq="D"``), purchases only (returns are not transactions to these models), the
-    Gamma-Gamma fitted on repeat buyers with positive mean value. Customers lifetimes cannot place (only
+    Gamma-Gamma fitted on repeat buyers with positive mean value, no penalty unless a fit does not
+    converge without one. Customers lifetimes cannot place (only
     returns before the cutoff) are predicted 0.
     """
     from lifetimes import BetaGeoFitter, GammaGammaFitter
@@ -158,15 +158,23 @@ def lifetimes_spend(before: pd.DataFrame, customers: pd.Index, cutoff: pd.Timest
     buys["customer_id"] = buys["customer_id"].astype(str)
     buys["timestamp"] = pd.to_datetime(buys["timestamp"], utc=True).dt.tz_localize(None)
     end = cutoff.tz_localize(None) - pd.Timedelta(days=1)
-    # lifetimes warns on pandas idioms and clipped optimiser steps, and prints its result when it fails.
-    with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lifetimes warns on pandas idioms
         summary = summary_data_from_transaction_data(
             buys, "customer_id", "timestamp", monetary_value_col="amount", observation_period_end=end, freq="D"
         )
-        bg = BetaGeoFitter(penalizer_coef=0.0).fit(summary["frequency"], summary["recency"], summary["T"])
-        repeat = summary.loc[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
-        gg = GammaGammaFitter(penalizer_coef=0.0).fit(repeat["frequency"], repeat["monetary_value"], q_constraint=True)
+    # As lifetimes advises when a fit does not converge: the smallest penalty that makes it converge.
+    bg = first_converging(
+        lambda pen: BetaGeoFitter(penalizer_coef=pen).fit(summary["frequency"], summary["recency"], summary["T"])
+    )
+    repeat = summary.loc[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
+    gg = first_converging(
+        lambda pen: GammaGammaFitter(penalizer_coef=pen).fit(
+            repeat["frequency"], repeat["monetary_value"], q_constraint=True
+        )
+    )
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
         purchases = bg.conditional_expected_number_of_purchases_up_to_time(
             horizon_days, summary["frequency"], summary["recency"], summary["T"]
         )

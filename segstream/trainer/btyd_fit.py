@@ -43,10 +43,10 @@ def fit_btyd(x: np.ndarray, horizon_days: float) -> BTYDScorer:
     repeat = buyers & (frequency > 0) & (monetary > 0)
     if repeat.sum() < 10:
         raise BTYDFitError(f"BG/NBD + Gamma-Gamma: only {int(repeat.sum())} repeat buyers, need 10")
-    bgnbd = _first_converging(
+    bgnbd = first_converging(
         lambda pen: BetaGeoFitter(penalizer_coef=pen).fit(frequency[buyers], recency[buyers], big_t[buyers])
     )
-    spend = _first_converging(
+    spend = first_converging(
         lambda pen: GammaGammaFitter(penalizer_coef=pen).fit(frequency[repeat], monetary[repeat], q_constraint=True)
     )
     try:
@@ -55,7 +55,8 @@ def fit_btyd(x: np.ndarray, horizon_days: float) -> BTYDScorer:
         raise BTYDFitError(f"BG/NBD + Gamma-Gamma fitted unusable parameters: {exc}") from exc
 
 
-def _first_converging(fit):  # type: ignore[no-untyped-def]
+def first_converging(fit):  # type: ignore[no-untyped-def]
+    """``fit(penalty)`` with the first penalty that converges, lifetimes' warnings and prints silenced."""
     from lifetimes.utils import ConvergenceError
 
     last: Exception | None = None

@@ -1,0 +1,68 @@
+"""One check several tests make: a file replayed by the CLI through a real worker ends in exactly the
+features and segments a batch recomputation over the same file gives."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from click.testing import CliRunner
+
+from segstream.cli.main import cli
+from segstream.models.bundle import load_bundle, resolve_current
+from segstream.models.customer_state import aggregates_matrix
+from segstream.models.features import FEATURE_SPEC, batch_features, features_from_aggregates
+from segstream.models.serving import SERVING
+from segstream.streams.state import open_store
+from tests.integration.worker_support import WorkerEnv, done_count, read_topic, stop, wait_until
+
+
+def replay_and_compare(embedded_stack, redis_client, tmp_path: Path, data: Path, events: pd.DataFrame,
+                       root: Path, partitions: int = 2) -> dict:  # fmt: skip
+    """Replay ``data`` with ``segstream replay`` into a worker scoring with ``root``'s current bundle; assert
+    every event is done, nothing is dead-lettered, and stream state equals batch exactly.
+
+    Returns:
+        ``{"watermark", "features", "segments"}`` of the stream, for further checks by the caller.
+    """
+    env = WorkerEnv(embedded_stack, root, tmp_path)
+    env.create_topics(partitions=partitions)
+    ids = list(events["event_id"])
+    proc = env.start_worker()
+    try:
+        env.wait_http(proc)
+        code = "from segstream.cli.main import main; main()"
+        out = subprocess.run([sys.executable, "-c", code, "replay", str(data)], env=env.env(), capture_output=True,
+                             text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "the worker accepts every row" in out.stdout and f"sent {len(ids):,} events" in out.stdout
+        wait_until(lambda: done_count(redis_client, env.prefix, ids) == len(ids), 300, "every event done", proc,
+                   env.log_text)  # fmt: skip
+    finally:
+        stop(proc)
+    assert CliRunner().invoke(cli, ["rescore"], env=env.env()).exit_code == 0
+
+    batch = batch_features(events)
+    customers = list(batch.index)
+
+    async def read_state():
+        store = open_store(embedded_stack.redis_url, prefix=env.prefix)
+        try:
+            return await store.watermark(), await store.view(customers)
+        finally:
+            await store.close()
+
+    watermark, views = asyncio.run(read_state())
+    assert watermark == batch.attrs["as_of_ms"]
+    stream_x = features_from_aggregates(aggregates_matrix([views[c].aggregates for c in customers]), watermark)
+    assert np.array_equal(stream_x, batch.to_numpy())
+    serving = load_bundle(resolve_current(root), expected_feature_hash=FEATURE_SPEC.hash, only=[SERVING]).artifact(
+        SERVING)
+    stored = np.array([views[c].segment.segment for c in customers])
+    assert np.array_equal(stored, serving.predict_segments(batch.to_numpy()))
+    assert read_topic(env.kafka, env.topics["dead_letters"], timeout=5) == []
+    return {"watermark": watermark, "features": stream_x, "segments": stored, "env": env}
