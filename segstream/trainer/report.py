@@ -8,7 +8,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from segstream.viz.bundle_tables import BundleTables
+from segstream.viz.bundle_tables import BundleTables, criteria_table, rfm_crosstab_table, segment_overview
 from segstream.viz.figures import (
     confusion_figure,
     elbow_figure,
@@ -74,6 +74,14 @@ def write_report(bundle_dir: Path, out: Path | None = None) -> Path:
         f"customers, {tables.manifest.info.get('events', '?')} events</p>",
         "<h2>Summary</h2>",
         _rows_html(summary_rows(metrics)),
+        "<h2>Segments</h2>",
+        segment_overview(metrics, names).to_html(classes="table", index=False),
+        _name_checks_html(seg.get("name_checks", {})),
+        "<h2>How k was chosen</h2>",
+        f"<p>{html.escape(str(seg.get('k_reason', '')))}</p>",
+        criteria_table(metrics).to_html(classes="table", index=False),
+        "<h2>Segments on the RFM map</h2>",
+        rfm_crosstab_table(metrics, names).to_html(classes="table"),
         "<h2>Segment profiles</h2>",
         segment_profile_table(tables.customers, names).to_html(classes="table"),
     ]
@@ -88,6 +96,14 @@ def write_report(bundle_dir: Path, out: Path | None = None) -> Path:
     target = Path(out) if out else tables.path.parent / f"{tables.manifest.version}-{REPORT_NAME}"
     target.write_text(_page("".join(parts)), encoding="utf-8")
     return target
+
+
+def _name_checks_html(checks: dict[str, Any]) -> str:
+    if not checks.get("checked"):
+        return ""
+    demoted = checks.get("demoted") or ["no promising name had to be withdrawn"]
+    items = "".join(f"<li>{html.escape(d)}</li>" for d in demoted)
+    return f"<p>Promising names checked against {len(checks.get('periods', []))} held-out periods:</p><ul>{items}</ul>"
 
 
 def _rows_html(rows: list[tuple[str, str, str]]) -> str:

@@ -86,3 +86,36 @@ def _read_csv(raw: bytes, dates: tuple[str, ...]) -> pd.DataFrame:
     for column in dates:
         frame[column] = pd.to_datetime(frame[column])
     return frame
+
+
+def segment_overview(metrics: dict[str, Any], names: dict[int, str]) -> pd.DataFrame:
+    """One row per segment: name, customers, share and the one-line description (manifest metrics)."""
+    seg = metrics.get("segmentation", {})
+    sizes = {int(k): int(v) for k, v in seg.get("sizes", {}).items()}
+    about = {int(k): str(v) for k, v in seg.get("descriptions", {}).items()}
+    total = sum(sizes.values()) or 1
+    rows = [
+        {"segment": s, "name": names.get(s, str(s)), "customers": n, "share": f"{n / total:.1%}",
+         "description": about.get(s, "")}
+        for s, n in sorted(sizes.items())
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["segment", "name", "customers", "share", "description"])
+
+
+def criteria_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """Every k-selection criterion per k searched, with the rule's mean rank (empty for the RFM map)."""
+    seg = metrics.get("segmentation", {})
+    ranks = seg.get("mean_rank_by_k", {})
+    rows = []
+    for k, crit in sorted(seg.get("criteria_by_k", {}).items(), key=lambda kv: int(kv[0])):
+        rows.append({"k": int(k), **{c: round(float(v), 4) for c, v in crit.items()},
+                     "mean rank": round(float(ranks[k]), 2) if k in ranks else None,
+                     "chosen": "yes" if int(k) == seg.get("k") else ""})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def rfm_crosstab_table(metrics: dict[str, Any], names: dict[int, str]) -> pd.DataFrame:
+    """Customers of each segment (rows) in each RFM-map cell (columns)."""
+    table = metrics.get("segmentation", {}).get("rfm_crosstab", {})
+    frame = pd.DataFrame({f"{k} · {names.get(int(k), k)}": v for k, v in table.items()}).T.fillna(0).astype(int)
+    return frame

@@ -6,14 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from segstream.dashboard import session
-from segstream.viz import figures
+from segstream.viz import bundle_tables, figures
 
 
 def render() -> None:
     """Draw the page."""
     tables = session.require_bundle()
     session.page_header(
-        "Segments", tables, "Customer segments found by K-Means and how well a decision tree explains them"
+        "Segments", tables, "Customer segments (K-Means or the RFM map) and how well a decision tree explains them"
     )
     customers, names = tables.customers, tables.segment_names
     seg_metrics = tables.metrics.get("segmentation", {})
@@ -32,6 +32,9 @@ def render() -> None:
     sizes = customers["segment"].value_counts().to_dict()
     right.plotly_chart(figures.segment_size_figure(sizes, names, "Customers per segment"))
 
+    st.subheader("Who they are")
+    st.dataframe(bundle_tables.segment_overview(tables.metrics, names), hide_index=True)
+
     st.subheader("Profiles")
     st.plotly_chart(figures.segment_profile_figure(customers, names))
     table = figures.segment_profile_table(customers, names)
@@ -44,6 +47,9 @@ def render() -> None:
     right.plotly_chart(figures.silhouette_figure(seg_metrics))
     if seg_metrics.get("k_reason"):
         st.caption(f"Why k = {seg_metrics.get('k')}: {seg_metrics['k_reason']}")
+    criteria = bundle_tables.criteria_table(tables.metrics)
+    if not criteria.empty:
+        st.dataframe(criteria, hide_index=True)
 
     st.subheader("Decision tree classifier")
     cols = st.columns(4)
