@@ -325,6 +325,9 @@ class WorkerSettings(BaseSettings):
     dead_letter_alert_share: float = Field(default=0.5, gt=0, le=1)
     dead_letter_alert_window_s: int = Field(default=60, ge=1, le=3600)
     dead_letter_alert_min_events: int = Field(default=10, ge=1)
+    # A flap is a change back to the segment a customer left within this many days of event time; the
+    # monitoring record and /metrics report their share of all changes (how noisy the triggers are).
+    flap_window_days: float = Field(default=7.0, gt=0)
 
 
 def _utc_ms(moment: datetime) -> int:

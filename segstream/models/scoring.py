@@ -163,6 +163,11 @@ class PathStep(NamedTuple):
     value: float  # the row's value of ``feature``
 
 
+def explain_path(steps: Sequence[PathStep]) -> str:
+    """A decision path in words a person reads: ``"recency_days 140 > 120 and frequency 2 <= 3"``."""
+    return " and ".join(f"{st.feature} {st.value:.4g} {st.direction} {st.threshold:.4g}" for st in steps)
+
+
 class TreeScorer:
     """DecisionTreeClassifier.predict from the ``tree_`` arrays, vectorised one tree level at a time."""
 

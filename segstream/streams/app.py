@@ -33,7 +33,7 @@ from segstream.streams.batching import consume_in_batches
 from segstream.streams.bundle_watch import ModelHolder
 from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
 from segstream.streams.heap import settle_heap
-from segstream.streams.monitoring import DeadLetterWindow, WorkerStats, monitoring_record
+from segstream.streams.monitoring import DeadLetterWindow, FlapCounter, WorkerStats, monitoring_record
 from segstream.streams.outputs import OutputBatch, Record, dumps, send_partition_batches
 from segstream.streams.pipeline import BatchProcessor, ConsumedRecord, PipelineConfig
 from segstream.streams.state import StateStore, open_store
@@ -303,6 +303,7 @@ def worker_stats(w: WorkerSettings) -> WorkerStats:
         dead_letter_window=DeadLetterWindow(w.dead_letter_alert_window_s),
         dead_letter_alert_share=w.dead_letter_alert_share,
         dead_letter_alert_min_events=w.dead_letter_alert_min_events,
+        flaps=FlapCounter(w.flap_window_days),
     )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from segstream.models.customer_state import aggregates_matrix
 from segstream.models.errors import FeatureSpecError
 from segstream.models.features import DAY_MS, FEATURE_NAMES, features_from_aggregates
+from segstream.models.scoring import explain_path
 from segstream.streams.bundle_watch import ActiveModel
 from segstream.streams.state.base import CustomerView, SegmentChange, SegmentRecord
 
@@ -90,6 +91,7 @@ def evaluate(
     cause: str,
     recheck_after_ms: int,
     triggers: Mapping[str, tuple[str, int]] | None = None,
+    bases: Mapping[str, str] | None = None,
 ) -> list[Evaluation]:
     """Score customers as of T and decide, with hysteresis, which segments change.
 
@@ -103,6 +105,7 @@ def evaluate(
             ``as_of_ms + recheck_after_ms`` with no new event.
         triggers: Customer -> (event_id, event time) of the event that caused the evaluation; without
             one a change carries no event id and the event time T.
+        bases: Customer -> what makes a change of it unique (see ``SegmentChange.basis``).
 
     Returns:
         One evaluation per customer that could be scored.
@@ -131,9 +134,25 @@ def evaluate(
                 cause=cause,
                 event_id=event_id,
                 features=dict(zip(FEATURE_NAMES, x[i].tolist(), strict=True)),
+                basis=(bases or {}).get(cid, ""),
             )
+            change.reason, change.tree_agrees = explain(model, x[i], segment)
         out.append(Evaluation(cid, segment, record, change, next_check_ms))
     return out
+
+
+def explain(model: ActiveModel, row: np.ndarray, segment: int) -> tuple[str, bool | None]:
+    """The tree's decision path for one row in words, and whether the tree agrees with the segmenter.
+
+    Only changes are explained (a few per batch), so the per-row tree walk costs nothing on the hot path.
+    """
+    tree = getattr(model.serving, "tree", None)
+    if tree is None:
+        return "", None
+    try:
+        return explain_path(tree.decision_path(row)), bool(int(tree.predict(row.reshape(1, -1))[0]) == segment)
+    except FeatureSpecError:
+        return "", None
 
 
 def days_to_ms(days: float) -> int:

@@ -230,6 +230,7 @@ def change_payload(
     about = descriptions or {}
     return dumps(
         {
+            "change_id": change.change_id,
             "customer_id": change.customer_id,
             "previous_segment": prev,
             "previous_segment_name": None if prev is None else names.get(prev, f"segment {prev}"),
@@ -243,6 +244,8 @@ def change_payload(
             "cause": change.cause,
             "event_id": change.event_id,
             "features": change.features,
+            "reason": change.reason,
+            "tree_agrees": change.tree_agrees,
             "emitted_at": emitted_at or now_iso(),
         }
     )

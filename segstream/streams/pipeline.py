@@ -232,7 +232,9 @@ class BatchProcessor:
         result.watermark_ms = applied.watermark_ms
         # The event that triggered each customer's evaluation: the latest one in the batch (ties: largest id).
         triggers: dict[str, tuple[str, int]] = {}
+        bases: dict[str, str] = {}
         for e in fresh:
+            bases.setdefault(e.customer_id, e.event_id)  # the first new event, in offset order
             best = triggers.get(e.customer_id)
             if best is None or e.ts_ms > best[1] or (e.ts_ms == best[1] and e.event_id > best[0]):
                 triggers[e.customer_id] = (e.event_id, e.ts_ms)
@@ -254,6 +256,7 @@ class BatchProcessor:
             cause="purchase",
             recheck_after_ms=days_to_ms(cfg.inactivity_threshold_days),
             triggers=triggers,
+            bases=bases,
         )
         segment_of: dict[str, int | None] = {cid: v.segment.segment for cid, v in views.items()}
         observe = self.stats.mix.observe
@@ -324,7 +327,7 @@ class BatchProcessor:
         self.stats.processed += result.scored
         self.stats.dead_letters += result.dead_letters
         self.stats.duplicates += result.duplicates
-        self.stats.changes += result.changes
+        self.stats.note_changes(batch.changes if batch is not None else ())
         self.stats.batch_seconds += result.seconds
         return result
 

@@ -79,7 +79,7 @@ async def _evaluate_ids(
     )
     await retry_transient(lambda: store.finalize(batch), f"write {len(evaluations)} sweep evaluations")
     if stats is not None:
-        stats.changes += len(changes)
+        stats.note_changes(changes)
         stats.inactivity_changes += len(changes)
         for ev in evaluations:
             stats.mix.observe(ev.customer_id, ev.record.segment if ev.record.segment is not None else -1)

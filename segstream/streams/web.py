@@ -71,6 +71,18 @@ def metrics_text(ctx: WebContext) -> str:
     metric("segstream_duplicates_total", "counter", "Redelivered or duplicated events skipped.", [("", s.duplicates)])
     metric("segstream_segment_changes_total", "counter", "Segment changes emitted.", [("", s.changes)])
     metric(
+        "segstream_tree_disagreements_total",
+        "counter",
+        "Segment changes whose decision tree predicts another segment than the segmenter.",
+        [("", s.tree_disagreements)],
+    )
+    metric(
+        "segstream_segment_flaps_total",
+        "counter",
+        "Segment changes that return a customer to the segment it left within the flap window of event time.",
+        [("", s.flaps.flaps)],
+    )
+    metric(
         "segstream_inactivity_changes_total",
         "counter",
         "Changes from the inactivity sweep.",

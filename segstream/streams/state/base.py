@@ -14,6 +14,7 @@ Implementations are chosen by URL (:func:`segstream.streams.state.open_store`): 
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -88,10 +89,25 @@ class SegmentChange:
     cause: str
     event_id: str | None
     features: dict[str, float] = field(default_factory=dict)
+    reason: str = ""  # the decision tree's path for the customer's features, in words
+    tree_agrees: bool | None = None  # whether the tree predicts the same segment as the segmenter
+    # What makes this change this change: the first new event of the customer in the evaluating batch
+    # (a redelivered batch starts at or before it, so a re-emission has the same basis), or for the
+    # inactivity sweep the as-of time.
+    basis: str = ""
+
+    @property
+    def change_id(self) -> str:
+        """Deterministic id: the same change emitted twice (a crash between send and finalize) has one id."""
+        basis = self.basis or (self.event_id if self.event_id else f"as_of:{self.event_time_ms}")
+        text = "\x1f".join([self.customer_id, str(self.previous_segment), str(self.segment), self.model_version,
+                            self.cause, basis])  # fmt: skip
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def history_entry(self) -> dict[str, object]:
         """The compact form kept in the customer's history list (no feature snapshot)."""
         return {
+            "change_id": self.change_id,
             "customer_id": self.customer_id,
             "previous_segment": self.previous_segment,
             "segment": self.segment,
