@@ -328,6 +328,9 @@ class WorkerSettings(BaseSettings):
     # A flap is a change back to the segment a customer left within this many days of event time; the
     # monitoring record and /metrics report their share of all changes (how noisy the triggers are).
     flap_window_days: float = Field(default=7.0, gt=0)
+    # Failpoint for fault tests only: SIGKILL the worker after the N-th batch's outputs are delivered and
+    # before its finalize (0, the default, never does).
+    failpoint_crash_before_finalize: int = Field(default=0, ge=0)
 
 
 def _utc_ms(moment: datetime) -> int:

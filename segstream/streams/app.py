@@ -228,6 +228,7 @@ def create_worker(
         hysteresis=w.hysteresis_evaluations,
         inactivity_threshold_days=w.inactivity_threshold_days,
         limits=settings.event_limits(),
+        crash_before_finalize_batch=w.failpoint_crash_before_finalize,
     )
     runtime = WorkerRuntime(
         settings=settings,

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -99,6 +101,9 @@ class PipelineConfig:
         limits: The event contract's bounds (``Settings.event_limits()``, the ones cleaning applies too);
             events timed more than ``limits.max_future_skew_ms`` after the worker's clock are dead-lettered
             (they would drag the watermark ahead for everyone); 0 accepts any time the contract allows.
+        crash_before_finalize_batch: A failpoint for fault tests: SIGKILL the process once the N-th batch's
+            outputs are delivered and before its finalize (0: never). The one crash at-least-once outputs
+            cannot avoid, made deterministic so a test can show a re-emitted change keeps its id.
     """
 
     scored_topic: str = "transactions.scored"
@@ -107,6 +112,7 @@ class PipelineConfig:
     hysteresis: int = 1
     inactivity_threshold_days: float = 90.0
     limits: EventLimits = DEFAULT_LIMITS
+    crash_before_finalize_batch: int = 0
 
 
 @dataclass
@@ -307,6 +313,10 @@ class BatchProcessor:
         t0 = clock()
         await out.wait_all()
         stage("deliver", clock() - t0)
+        crash_at = self.config.crash_before_finalize_batch
+        if crash_at and self.stats.batches + 1 >= crash_at:
+            log.warning("failpoint crash_before_finalize_batch: killing the worker before a finalize")
+            os.kill(os.getpid(), signal.SIGKILL)
         if previous is not None:
             await previous  # finalizes go in batch order; a failure before this one fails this one too
         if batch is not None:
