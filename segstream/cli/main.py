@@ -19,6 +19,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "segstream.cli.bundle",
     "segstream.cli.train",
     "segstream.cli.backtest",
+    "segstream.cli.campaigns",
+    "segstream.cli.config",
     "segstream.cli.stack",
     "segstream.cli.stream",
     "segstream.cli.dead_letters",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segstream.models.changes import advance
 from segstream.models.customer_state import aggregates_matrix
 from segstream.models.errors import FeatureSpecError
 from segstream.models.features import DAY_MS, FEATURE_NAMES, features_from_aggregates
@@ -48,15 +49,8 @@ def step(record: SegmentRecord, predicted: int, hold: int) -> tuple[SegmentRecor
         whether the emitted segment changed.
     """
     # Built directly rather than with dataclasses.replace, which was ~2% of the worker's CPU.
-    version, as_of = record.model_version, record.scored_as_of_ms
-    if record.segment is None:
-        return SegmentRecord(predicted, None, 0, version, as_of), True
-    if predicted == record.segment:
-        return SegmentRecord(record.segment, None, 0, version, as_of), False
-    count = record.pending_count + 1 if record.pending == predicted else 1
-    if count >= hold:
-        return SegmentRecord(predicted, None, 0, version, as_of), True
-    return SegmentRecord(record.segment, predicted, count, version, as_of), False
+    segment, pending, count, changed = advance(record.segment, record.pending, record.pending_count, predicted, hold)
+    return SegmentRecord(segment, pending, count, record.model_version, record.scored_as_of_ms), changed
 
 
 def feature_matrix(views: Mapping[str, CustomerView], as_of_ms: int) -> tuple[list[str], np.ndarray]:

@@ -14,11 +14,11 @@ Implementations are chosen by URL (:func:`segstream.streams.state.open_store`): 
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from segstream.models.changes import change_id
 from segstream.models.errors import SegstreamError
 from segstream.models.events import Event
 
@@ -100,9 +100,7 @@ class SegmentChange:
     def change_id(self) -> str:
         """Deterministic id: the same change emitted twice (a crash between send and finalize) has one id."""
         basis = self.basis or (self.event_id if self.event_id else f"as_of:{self.event_time_ms}")
-        text = "\x1f".join([self.customer_id, str(self.previous_segment), str(self.segment), self.model_version,
-                            self.cause, basis])  # fmt: skip
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
+        return change_id(self.customer_id, self.previous_segment, self.segment, self.model_version, self.cause, basis)
 
     def history_entry(self) -> dict[str, object]:
         """The compact form kept in the customer's history list (no feature snapshot)."""
