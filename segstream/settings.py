@@ -268,6 +268,7 @@ class TopicSettings(BaseSettings):
     sales_forecasts: str = "sales-forecasts"
     dead_letters: str = "dead-letters"
     monitoring: str = "monitoring"
+    campaign_triggers: str = "campaign-triggers"
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
 
@@ -280,6 +281,7 @@ class TopicSettings(BaseSettings):
             self.sales_forecasts,
             self.dead_letters,
             self.monitoring,
+            self.campaign_triggers,
         ]
 
 
@@ -331,6 +333,9 @@ class WorkerSettings(BaseSettings):
     # Failpoint for fault tests only: SIGKILL the worker after the N-th batch's outputs are delivered and
     # before its finalize (0, the default, never does).
     failpoint_crash_before_finalize: int = Field(default=0, ge=0)
+    # A campaign rules file (TOML, see `segstream campaigns check`); reloaded without a restart when it
+    # changes, verified first. Unset: no campaigns fire.
+    campaign_rules: Path | None = None
 
 
 def _utc_ms(moment: datetime) -> int:

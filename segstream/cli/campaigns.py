@@ -33,8 +33,9 @@ def check(rules: Path, bundle: Path | None) -> None:
 @data_options
 @click.option("--bundle", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Bundle to score with (default: the model root's current one).")
-@click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True,
-              help="Events per evaluation, as the worker's SEGSTREAM_WORKER_BATCH_SIZE.")
+@click.option("--batch-size", type=click.IntRange(1), default=100, show_default=True,
+              help="Events per evaluation. A live worker at low rates evaluates almost every event (1); a "
+                   "full-speed replay forms batches of a few hundred, up to SEGSTREAM_WORKER_BATCH_SIZE.")
 @click.option("--hysteresis", type=click.IntRange(1), default=1, show_default=True,
               help="Evaluations a new segment must hold, as SEGSTREAM_WORKER_HYSTERESIS_EVALUATIONS.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -21,6 +21,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "segstream.cli.backtest",
     "segstream.cli.campaigns",
     "segstream.cli.config",
+    "segstream.cli.doctor",
     "segstream.cli.stack",
     "segstream.cli.stream",
     "segstream.cli.dead_letters",

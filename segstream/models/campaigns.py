@@ -195,10 +195,12 @@ def resolve(rules: CampaignRules, names: Mapping[int, str]) -> list[ResolvedCamp
     def seg(ref: SegmentRef | None, campaign: str) -> int | None:
         if ref is None:
             return None
+        known = ", ".join(f"{k} {v!r}" for k, v in sorted(names.items()))
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            if int(ref) not in names:
+                raise RulesError(f"campaign {campaign!r}: the bundle has no segment {ref} (segments: {known})")
             return int(ref)
         if ref.lower() not in by_name:
-            known = ", ".join(f"{k} {v!r}" for k, v in sorted(names.items()))
             raise RulesError(f"campaign {campaign!r}: no segment named {ref!r} in the bundle (segments: {known})")
         return by_name[ref.lower()]
 

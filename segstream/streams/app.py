@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 from segstream.settings import Settings, WorkerSettings
 from segstream.streams.batching import consume_in_batches
 from segstream.streams.bundle_watch import ModelHolder
+from segstream.streams.campaign_triggers import RulesWatcher
 from segstream.streams.faust_tuning import set_consumer_fetch_max_wait
 from segstream.streams.heap import settle_heap
 from segstream.streams.monitoring import DeadLetterWindow, FlapCounter, WorkerStats, monitoring_record
@@ -229,6 +230,8 @@ def create_worker(
         inactivity_threshold_days=w.inactivity_threshold_days,
         limits=settings.event_limits(),
         crash_before_finalize_batch=w.failpoint_crash_before_finalize,
+        triggers_topic=topics.campaign_triggers,
+        rules=RulesWatcher(w.campaign_rules) if w.campaign_rules else None,
     )
     runtime = WorkerRuntime(
         settings=settings,
@@ -272,6 +275,18 @@ def create_worker(
                 settle_heap()
         except Exception:  # the watcher must survive anything the filesystem throws at it
             log.exception("model bundle poll failed; keeping the active model")
+
+    if config.rules is not None:
+        rules = config.rules
+
+        @app.timer(rules.check_every_s)
+        async def poll_rules() -> None:
+            # Batches check the file too; this timer makes a change (and a refusal) visible with no traffic.
+            if holder.active is not None:
+                try:
+                    rules.campaigns(holder.active)
+                except Exception:  # the watcher must survive anything the filesystem throws at it
+                    log.exception("campaign rules poll failed; keeping the rules in use")
 
     @app.timer(SWEEP_INTERVAL_S)
     async def sweep() -> None:

@@ -219,6 +219,8 @@ class WorkerStats:
     changes: int = 0
     tree_disagreements: int = 0  # changes whose decision tree predicts another segment than the segmenter
     flaps: FlapCounter = field(default_factory=FlapCounter)
+    campaign_triggers: int = 0
+    campaign_suppressed: Counter[str] = field(default_factory=Counter)  # by why: cooldown, cap, conditions
     inactivity_changes: int = 0
     sweeps: int = 0
     forecast_refreshes: int = 0
@@ -253,6 +255,11 @@ class WorkerStats:
             self.changes += 1
             self.tree_disagreements += int(change.tree_agrees is False)
             self.flaps.observe(change.customer_id, change.previous_segment, change.segment, change.event_time_ms)
+
+    def note_triggers(self, fired: int, suppressed: Mapping[str, int]) -> None:
+        """Count campaign triggers sent and the ones the rules held back, by why."""
+        self.campaign_triggers += fired
+        self.campaign_suppressed.update(suppressed)
 
     def note_offsets(self, topic: str, partition: int, offset: int) -> None:
         """Remember the highest offset processed on a partition."""
@@ -336,6 +343,8 @@ def monitoring_record(
         "tree_disagreement_share": round(stats.tree_disagreements / stats.changes, 6) if stats.changes else None,
         "flap_rate": round(stats.flaps.rate, 6),
         "flap_window_days": stats.flaps.window_ms / 86_400_000,
+        "campaign_triggers": stats.campaign_triggers,
+        "campaign_suppressed": dict(sorted(stats.campaign_suppressed.items())),
         "inactivity_changes": stats.inactivity_changes,
         "batches": stats.batches,
         "consumer_lag": lag_total,

@@ -41,6 +41,7 @@ from segstream.models.errors import EventValidationError
 from segstream.models.events import Event, check_not_ahead, parse_event
 from segstream.models.features import day_index
 from segstream.streams.bundle_watch import ActiveModel, ModelHolder
+from segstream.streams.campaign_triggers import PendingCampaigns, RulesWatcher, decide_triggers
 from segstream.streams.evaluate import days_to_ms, evaluate
 from segstream.streams.monitoring import WorkerStats
 from segstream.streams.outputs import (
@@ -101,6 +102,8 @@ class PipelineConfig:
         limits: The event contract's bounds (``Settings.event_limits()``, the ones cleaning applies too);
             events timed more than ``limits.max_future_skew_ms`` after the worker's clock are dead-lettered
             (they would drag the watermark ahead for everyone); 0 accepts any time the contract allows.
+        triggers_topic: Where campaign triggers go.
+        rules: The campaign rules (None: no campaigns).
         crash_before_finalize_batch: A failpoint for fault tests: SIGKILL the process once the N-th batch's
             outputs are delivered and before its finalize (0: never). The one crash at-least-once outputs
             cannot avoid, made deterministic so a test can show a re-emitted change keeps its id.
@@ -113,6 +116,8 @@ class PipelineConfig:
     inactivity_threshold_days: float = 90.0
     limits: EventLimits = DEFAULT_LIMITS
     crash_before_finalize_batch: int = 0
+    triggers_topic: str = "campaign-triggers"
+    rules: RulesWatcher | None = None
 
 
 @dataclass
@@ -158,6 +163,7 @@ class BatchProcessor:
         self.lock = lock or asyncio.Lock()
         self.exclusive = _Exclusive(self)
         self._unfinalized: dict[str, SegmentRecord] = {}
+        self._pending_campaigns = PendingCampaigns()
         self._finishing: asyncio.Task[BatchResult] | None = None
 
     async def process(self, records: Sequence[ConsumedRecord]) -> BatchResult:
@@ -288,6 +294,12 @@ class BatchProcessor:
         about = model.descriptions
         change_records = [(c.customer_id.encode(), change_payload(c, names, scored_at, about)) for c in changes]
         await out.send_many(cfg.changes_topic, change_records)
+        campaigns = cfg.rules.campaigns(model) if cfg.rules is not None else []
+        triggers = await decide_triggers(changes, campaigns, self.store, self._pending_campaigns, model)
+        if triggers.records:
+            await out.send_many(cfg.triggers_topic, triggers.records)
+        self._pending_campaigns.add(triggers)
+        self.stats.note_triggers(len(triggers.records), triggers.suppressed)
         stage("send", clock() - t2)
         result.scored = len(fresh)
         result.changes = len(changes)
@@ -298,6 +310,8 @@ class BatchProcessor:
             sales=sales,
             done_event_ids=[e.event_id for e in fresh],
             next_check_ms={ev.customer_id: ev.next_check_ms for ev in evaluations},
+            cooldowns=triggers.cooldowns,
+            caps=triggers.caps,
         )
 
     async def _finish(
@@ -328,6 +342,7 @@ class BatchProcessor:
             for cid, record in batch.segments.items():
                 if self._unfinalized.get(cid) is record:  # a later batch may have decided again meanwhile
                     del self._unfinalized[cid]
+            self._pending_campaigns.remove(batch.cooldowns, batch.caps)
         # A batch's records are in offset order per partition: the last of each is its highest.
         last = {(rec.topic, rec.partition): rec.offset for rec in records}
         for (topic, partition), offset in last.items():

@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any
 
 from segstream.streams.bundle_watch import ActiveModel
+from segstream.streams.campaign_triggers import PendingCampaigns, decide_triggers
 from segstream.streams.evaluate import days_to_ms, evaluate
 from segstream.streams.monitoring import WorkerStats
 from segstream.streams.outputs import OutputBatch, Producer, change_payload
@@ -69,6 +70,11 @@ async def _evaluate_ids(
     for change in changes:
         payload = change_payload(change, model.names, descriptions=model.descriptions)
         await out.send(config.changes_topic, change.customer_id.encode(), payload)
+    # The sweep runs with every batch finalized (the batch lock), so nothing is pending.
+    campaigns = config.rules.campaigns(model) if config.rules is not None else []
+    triggers = await decide_triggers(changes, campaigns, store, PendingCampaigns(), model)
+    if triggers.records:
+        await out.send_many(config.triggers_topic, triggers.records)
     await out.wait_all()
     batch = Finalization(
         segments={ev.customer_id: ev.record for ev in evaluations},
@@ -76,9 +82,12 @@ async def _evaluate_ids(
         sales=[],
         done_event_ids=[],
         next_check_ms={ev.customer_id: ev.next_check_ms for ev in evaluations},
+        cooldowns=triggers.cooldowns,
+        caps=triggers.caps,
     )
     await retry_transient(lambda: store.finalize(batch), f"write {len(evaluations)} sweep evaluations")
     if stats is not None:
+        stats.note_triggers(len(triggers.records), triggers.suppressed)
         stats.note_changes(changes)
         stats.inactivity_changes += len(changes)
         for ev in evaluations:

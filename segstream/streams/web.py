@@ -88,6 +88,13 @@ def metrics_text(ctx: WebContext) -> str:
         "Changes from the inactivity sweep.",
         [("", s.inactivity_changes)],
     )
+    metric("segstream_campaign_triggers_total", "counter", "Campaign triggers sent.", [("", s.campaign_triggers)])
+    metric(
+        "segstream_campaign_suppressed_total",
+        "counter",
+        "Campaign triggers the rules held back, by why (cooldown, cap, conditions).",
+        [(f'{{why="{_escape(k)}"}}', v) for k, v in sorted(s.campaign_suppressed.items())],
+    )
     metric("segstream_batches_total", "counter", "Micro-batches processed.", [("", s.batches)])
     # Each batch's own duration: consecutive batches overlap (one finalizes while the next starts), so the sum can
     # grow faster than the clock. Divided by segstream_batches_total it is the mean time a batch takes.

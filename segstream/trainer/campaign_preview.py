@@ -128,7 +128,7 @@ def preview(
     model_version: str,
     campaigns: list[ResolvedCampaign],
     *,
-    batch_size: int = 1000,
+    batch_size: int = 100,
     hold: int = 1,
     inactivity_threshold_days: float = 90.0,
 ) -> PreviewResult:

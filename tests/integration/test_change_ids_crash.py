@@ -22,8 +22,12 @@ def test_a_change_re_emitted_after_a_crash_keeps_its_id(embedded_stack, redis_cl
     records = records_from_frame(some)
     ids = [r["event_id"] for r in records]
     workdir = tmp_path_factory.mktemp("change-ids")
+    rules = workdir / "rules.toml"
+    rules.write_text("".join(f'[[campaign]]\nname = "enter-{s}"\nenter = {s}\ncooldown_days = 30\n\n'
+                             for s in range(3)))  # every bundle here has segments 0, 1 and 2
     crashing = WorkerEnv(embedded_stack, root, workdir, extra={
-        "SEGSTREAM_WORKER_BATCH_SIZE": "200", "SEGSTREAM_WORKER_FAILPOINT_CRASH_BEFORE_FINALIZE": "3"})  # fmt: skip
+        "SEGSTREAM_WORKER_BATCH_SIZE": "200", "SEGSTREAM_WORKER_FAILPOINT_CRASH_BEFORE_FINALIZE": "3",
+        "SEGSTREAM_WORKER_CAMPAIGN_RULES": str(rules)})  # fmt: skip
     crashing.create_topics(partitions=1)
     replay(records, crashing.kafka, crashing.topics["transactions"])
     proc = crashing.start_worker()
@@ -33,8 +37,9 @@ def test_a_change_re_emitted_after_a_crash_keeps_its_id(embedded_stack, redis_cl
     before = read_topic(crashing.kafka, crashing.topics["segment_changes"])
     assert before, "the crashed batch's changes were sent before the kill"
 
-    resumed = WorkerEnv(embedded_stack, root, workdir, extra={"SEGSTREAM_WORKER_BATCH_SIZE": "200"},
-                        tag=crashing.tag, web_port=crashing.web_port)  # fmt: skip
+    resumed = WorkerEnv(embedded_stack, root, workdir, extra={"SEGSTREAM_WORKER_BATCH_SIZE": "200",
+                        "SEGSTREAM_WORKER_CAMPAIGN_RULES": str(rules)}, tag=crashing.tag,
+                        web_port=crashing.web_port)  # fmt: skip
     proc = resumed.start_worker()
     try:
         wait_until(lambda: done_count(redis_client, resumed.prefix, ids) == len(ids), 120, "every event done", proc,
@@ -55,3 +60,20 @@ def test_a_change_re_emitted_after_a_crash_keeps_its_id(embedded_stack, redis_cl
     for cid in some["customer_id"].unique():
         history += [json.loads(h) for h in redis_client.lrange(f"{resumed.prefix}:v1:h:{cid}", 0, -1)]
     assert sorted(copies) == sorted(h["change_id"] for h in history)
+
+    # Campaign triggers: re-emitted with the re-emitted change, under the same trigger_id; deduped on it, each
+    # (customer, campaign, change) fired once, and the cooldown state the store holds matches.
+    triggers = read_topic(resumed.kafka, resumed.topics["campaign_triggers"])
+    assert triggers
+    trigger_copies = collections.Counter(t["trigger_id"] for t in triggers)
+    assert max(trigger_copies.values()) == 2
+    per_id = collections.defaultdict(set)
+    for t in triggers:
+        per_id[t["trigger_id"]].add((t["customer_id"], t["campaign"], t["change_id"]))
+    assert all(len(v) == 1 for v in per_id.values())
+    unique = {t["trigger_id"]: t for t in triggers}.values()
+    last = {}
+    for t in sorted(unique, key=lambda t: t["event_time_ms"]):
+        last[(t["customer_id"], t["campaign"])] = t["event_time_ms"]
+    for (cid, campaign), at in last.items():
+        assert int(redis_client.hget(f"{resumed.prefix}:v1:c:{cid}", f"k.{campaign}")) == at

@@ -60,7 +60,8 @@ class WorkerEnv:
 
     @property
     def topics(self) -> dict[str, str]:
-        names = ("transactions", "scored", "segment_changes", "sales_forecasts", "dead_letters", "monitoring")
+        names = ("transactions", "scored", "segment_changes", "sales_forecasts", "dead_letters", "monitoring",
+                 "campaign_triggers")
         return {n: f"{n.replace('_', '-')}-{self.tag}" for n in names}
 
     @property

@@ -47,6 +47,7 @@ def test_defaults_match_the_embedded_stack():
         "sales-forecasts",
         "dead-letters",
         "monitoring",
+        "campaign-triggers",
     ]
     assert s.topics.partitions == 4 and s.topics.replication_factor == 1
 

@@ -127,6 +127,18 @@ class Finalization:
     done_event_ids: Sequence[str]
     # customer -> event time from which the inactivity sweep should look at the customer again
     next_check_ms: Mapping[str, int] = field(default_factory=dict)
+    # Campaign decisions, written in the same atomic step as the segments: (customer, campaign) -> event
+    # time it last fired, and (campaign, UTC day) -> triggers to add to that day's count.
+    cooldowns: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    caps: Mapping[tuple[str, int], int] = field(default_factory=dict)
+
+
+@dataclass
+class CampaignMemory:
+    """What the campaign rules remember, as read back from the store for some customers and days."""
+
+    last_fired_ms: dict[tuple[str, str], int] = field(default_factory=dict)
+    fired_per_day: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 class StateStore(Protocol):
@@ -142,6 +154,12 @@ class StateStore(Protocol):
 
     async def view(self, customer_ids: Sequence[str], as_of_ms: int | None = None) -> dict[str, CustomerView]:
         """Current views of some customers (absent ones are left out), as of T (default: watermark)."""
+        ...
+
+    async def campaign_memory(
+        self, customer_ids: Sequence[str], campaigns: Sequence[str], days: Sequence[int]
+    ) -> CampaignMemory:
+        """When each of these customers last got each campaign, and each campaign's triggers on these days."""
         ...
 
     async def due_for_check(self, as_of_ms: int, limit: int) -> list[str]:

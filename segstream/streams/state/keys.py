@@ -1,15 +1,17 @@
 """The Redis key layout, version 1. Pinned by a golden test: change it only with a new version.
 
 ``{prefix}:v1:c:{customer}``  hash: the fold (ft lt fp lp p g n r rc, day buckets ``d:<day>`` net cents and
-                              ``q:<day>`` purchases), the segment record (sg sp sn sv sa) and apply's cache of
-                              the window sums (w1..w6 as of day wd, valid while wc = p + r; added fields, so a
-                              hash without them is still version 1 and gets them on its next apply)
+                              ``q:<day>`` purchases), the segment record (sg sp sn sv sa), apply's cache of
+                              the window sums (w1..w6 as of day wd, valid while wc = p + r) and the event time
+                              each campaign last fired for the customer (``k.<campaign>``: a ':' second would
+                              mark a day bucket); added fields, so a hash without them is still version 1
 ``{prefix}:v1:e:{event_id}``  string with a TTL: "1" applied, "2" done (the dedupe marker)
 ``{prefix}:v1:h:{customer}``  list: the latest segment changes as JSON, newest first
 ``{prefix}:v1:sales``         hash: ``<day>:total`` and ``<day>:segment:<id>`` streamed sales in cents
 ``{prefix}:v1:wm``            string: the event-time watermark in epoch ms
 ``{prefix}:v1:due``           sorted set: customer -> event time of the next inactivity check
 ``{prefix}:v1:forecast``      string: the latest forecast refresh as JSON
+``{prefix}:v1:caps``          hash: ``<day>:<campaign>`` campaign triggers fired on that UTC day
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ class KeySpace:
     def due(self) -> str:
         """The inactivity check schedule."""
         return f"{self.root}:due"
+
+    @property
+    def caps(self) -> str:
+        """Campaign triggers per UTC day (the daily caps)."""
+        return f"{self.root}:caps"
 
     @property
     def forecast(self) -> str:

@@ -308,7 +308,7 @@ return {as_of, customers}
 """
 )
 
-# ARGV: root, ttl, history length, JSON {segments, changes, sales, done, due}.
+# ARGV: root, ttl, history length, JSON {segments, changes, sales, done, due, cooldowns, caps}.
 FINALIZE = """
 local function fmt(x) return string.format('%d', x) end
 local root, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -349,6 +349,13 @@ for _, f in ipairs(fields) do
 end
 for cid, at in pairs(batch['due']) do
   redis.call('ZADD', root .. ':due', at, cid)
+end
+-- Campaign decisions, in the same atomic step as the segment records they were made from.
+for _, c in ipairs(batch['cooldowns'] or {}) do
+  redis.call('HSET', root .. ':c:' .. c[1], 'k.' .. c[2], fmt(c[3]))
+end
+for _, c in ipairs(batch['caps'] or {}) do
+  redis.call('HINCRBY', root .. ':caps', c[1], c[2])
 end
 return #batch['done']
 """

@@ -17,6 +17,7 @@ from segstream.streams.state.base import (
     DEFAULT_DEDUPE_TTL_S,
     HISTORY_LENGTH,
     ApplyResult,
+    CampaignMemory,
     CustomerView,
     Delivery,
     Finalization,
@@ -82,6 +83,8 @@ class RedisStateStore:
             "sales": [list(s) for s in batch.sales],
             "done": list(batch.done_event_ids),
             "due": {cid: int(at) for cid, at in batch.next_check_ms.items()},
+            "cooldowns": [[cid, campaign, int(at)] for (cid, campaign), at in batch.cooldowns.items()],
+            "caps": [[f"{day}:{campaign}", int(n)] for (campaign, day), n in batch.caps.items()],
         }
         # cjson turns an empty object into an empty array and back; both iterate the same in Lua.
         await self._finalize(args=[self.keys.root, self._ttl, HISTORY_LENGTH, orjson.dumps(payload)])
@@ -92,6 +95,35 @@ class RedisStateStore:
             return {}
         _, flat = await self._view(args=[self.keys.root, -1 if as_of_ms is None else as_of_ms, *customer_ids])
         return _views(flat)
+
+    async def campaign_memory(
+        self, customer_ids: Sequence[str], campaigns: Sequence[str], days: Sequence[int]
+    ) -> CampaignMemory:
+        """When each of these customers last got each campaign, and each campaign's triggers on these days.
+
+        One pipelined round trip: an HMGET of the ``k.<campaign>`` fields per customer, one of the caps hash.
+        """
+        memory = CampaignMemory()
+        if not customer_ids or not campaigns:
+            return memory
+        fields = [f"k.{c}" for c in campaigns]
+        cap_fields = [f"{d}:{c}" for c in campaigns for d in days]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for cid in customer_ids:
+                pipe.hmget(self.keys.customer(cid), fields)
+            if cap_fields:
+                pipe.hmget(self.keys.caps, cap_fields)
+            replies = await pipe.execute()
+        for cid, values in zip(customer_ids, replies, strict=False):
+            for campaign, value in zip(campaigns, values, strict=True):
+                if value is not None:
+                    memory.last_fired_ms[(cid, campaign)] = int(value)
+        if cap_fields:
+            pairs = [(c, d) for c in campaigns for d in days]
+            for (campaign, day), value in zip(pairs, replies[-1], strict=True):
+                if value is not None:
+                    memory.fired_per_day[(campaign, day)] = int(value)
+        return memory
 
     async def due_for_check(self, as_of_ms: int, limit: int) -> list[str]:
         """Customers whose next inactivity check is due."""
