@@ -307,6 +307,9 @@ class WorkerSettings(BaseSettings):
     )
     group_id: str = "segstream-worker"
     hysteresis_evaluations: int = Field(default=1, ge=1)
+    # Minimum dwell: a new segment must hold for this many days of event time before it is emitted (the
+    # inactivity sweep looks again when the dwell ends). 0, the default, is off.
+    dwell_days: float = Field(default=0.0, ge=0)
     inactivity_threshold_days: float = Field(default=90.0, gt=0)
     monitoring_interval_s: float = Field(default=10.0, gt=0)
     forecast_refresh_interval_s: float = Field(default=60.0, gt=0)

@@ -163,6 +163,10 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
             results["ceiling"] = phases.run_ceiling(ctx, config.ceiling_mode)
             say(f"ceiling {results['ceiling']['eps']:,.0f} events/s; worker")
             results["worker"] = phases.run_worker(ctx, config.latency_s, config.latency_rate)
+            from segstream.bench.noise import noise, read_changes
+
+            changes = read_changes(settings.kafka, ctx.topics("main")["SEGMENT_CHANGES"])
+            results["noise"] = noise(changes, len(workload))
             # The ceiling again, so the worker is bracketed by two and drift over the run shows in their spread.
             say(f"worker {results['worker']['eps']:,.0f} events/s; bare-faust ceiling again")
             results["ceiling_runs"] = [results["ceiling"], phases.run_ceiling(ctx, config.ceiling_mode, "ceiling-2")]

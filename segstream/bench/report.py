@@ -231,6 +231,11 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f"B killed after {rebalance['killed_after']:,.0f}, A alone after "
                     f"{rebalance['a_took_over_after']:,.0f}, B' joined after "
                     f"{rebalance['joined_after']:,.0f} of {rebalance['events']:,} events"))  # fmt: skip
+    noise = details.get("noise")
+    if noise and noise.get("changes_per_1000_events") is not None:
+        out.append(("segment changes per 1,000 events", f"{noise['changes_per_1000_events']:.1f}",
+                    f"flap rate {noise['flap_rate']:.1%} (back within {noise['flap_window_days']:g} days); "
+                    f"tree disagrees with {_fmt(noise.get('tree_disagreement_share'), '.1%')} of changes"))  # fmt: skip
     training = details.get("training")
     if training:
         note = f"{training['rows']:,} rows (+{training['generate_seconds'] + training['clean_seconds']:.0f}s gen+clean)"

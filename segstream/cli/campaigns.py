@@ -38,12 +38,15 @@ def check(rules: Path, bundle: Path | None) -> None:
                    "full-speed replay forms batches of a few hundred, up to SEGSTREAM_WORKER_BATCH_SIZE.")
 @click.option("--hysteresis", type=click.IntRange(1), default=1, show_default=True,
               help="Evaluations a new segment must hold, as SEGSTREAM_WORKER_HYSTERESIS_EVALUATIONS.")
+@click.option("--dwell-days", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Event-time days a new segment must hold, as SEGSTREAM_WORKER_DWELL_DAYS.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the summary as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Backfill: every trigger that would have fired, as CSV or Parquet.")
 def preview_command(rules: Path, data: str, map: tuple[str, ...], preset: str | None, bundle: Path | None,
-                    batch_size: int, hysteresis: int, json_out: Path | None, out: Path | None) -> None:  # fmt: skip
+                    batch_size: int, hysteresis: int, dwell_days: float, json_out: Path | None,
+                    out: Path | None) -> None:  # fmt: skip
     """Play a history through scoring and the rules: triggers per campaign and week, unique customers."""
     import json
 
@@ -59,10 +62,14 @@ def preview_command(rules: Path, data: str, map: tuple[str, ...], preset: str | 
     serving, version = _serving(bundle)
     resolved = resolve(parsed, serving.names)
     events, _ = load_and_clean(data, map, preset, echo=False)
-    result = preview(events, serving, version, resolved, batch_size=batch_size, hold=hysteresis)
+    result = preview(events, serving, version, resolved, batch_size=batch_size, hold=hysteresis,
+                     dwell_days=dwell_days)
     summary = {"bundle": version, **result.summary(resolved)}
     console = Console()
-    console.print(f"{summary['events']:,} events, {summary['changes']:,} segment changes, bundle {version}")
+    console.print(f"{summary['events']:,} events, {summary['changes']:,} segment changes "
+                  f"({summary['changes_per_1000_events'] or 0:.1f} per 1,000 events, "
+                  f"{summary['moves_per_1000_events'] or 0:.1f} of them moves, "
+                  f"{summary['flap_rate']:.1%} flap back within 7 days), bundle {version}")
     table = Table(title="campaigns over the history")
     for col in ("campaign", "trigger", "triggers", "customers", "suppressed", "busiest week"):
         table.add_column(col)

@@ -227,6 +227,7 @@ def create_worker(
         changes_topic=topics.segment_changes,
         dead_letters_topic=topics.dead_letters,
         hysteresis=w.hysteresis_evaluations,
+        dwell_days=w.dwell_days,
         inactivity_threshold_days=w.inactivity_threshold_days,
         limits=settings.event_limits(),
         crash_before_finalize_batch=w.failpoint_crash_before_finalize,

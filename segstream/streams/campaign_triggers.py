@@ -100,7 +100,7 @@ class TriggerBatch:
 
     records: list[tuple[bytes, bytes]] = field(default_factory=list)
     cooldowns: dict[tuple[str, str], int] = field(default_factory=dict)
-    caps: dict[tuple[str, int], int] = field(default_factory=dict)
+    caps: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # (campaign, day) -> trigger ids
     suppressed: dict[str, int] = field(default_factory=dict)
 
 
@@ -114,16 +114,16 @@ class PendingCampaigns:
     def add(self, batch: TriggerBatch) -> None:
         """Remember a batch's decisions until its finalize."""
         self.cooldowns.update(batch.cooldowns)
-        for key, n in batch.caps.items():
-            self.caps[key] = self.caps.get(key, 0) + n
+        for key, ids in batch.caps.items():
+            self.caps[key] = self.caps.get(key, 0) + len(ids)
 
-    def remove(self, cooldowns: Mapping[tuple[str, str], int], caps: Mapping[tuple[str, int], int]) -> None:
+    def remove(self, cooldowns: Mapping[tuple[str, str], int], caps: Mapping[tuple[str, int], Sequence[str]]) -> None:
         """Forget a batch's decisions once the store holds them."""
         for key, at in cooldowns.items():
             if self.cooldowns.get(key) == at:
                 del self.cooldowns[key]
-        for key, n in caps.items():
-            left = self.caps.get(key, 0) - n
+        for key, ids in caps.items():
+            left = self.caps.get(key, 0) - len(ids)
             if left > 0:
                 self.caps[key] = left
             else:
@@ -186,6 +186,5 @@ async def decide_triggers(
             out.records.append((change.customer_id.encode(),
                                 trigger_payload(change, d.campaign, d.trigger_id, model, emitted_at)))  # fmt: skip
             out.cooldowns[(change.customer_id, d.campaign)] = change.event_time_ms
-            day_key = (d.campaign, change.event_time_ms // DAY_MS)
-            out.caps[day_key] = out.caps.get(day_key, 0) + 1
+            out.caps.setdefault((d.campaign, change.event_time_ms // DAY_MS), []).append(d.trigger_id)
     return out

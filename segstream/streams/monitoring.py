@@ -16,11 +16,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from segstream.models.changes import DEFAULT_FLAP_WINDOW_DAYS, FlapCounter, flap_rate  # noqa: F401 (re-exported)
 from segstream.streams.heap import GcPauses
 
 log = logging.getLogger("segstream.worker")
@@ -155,57 +156,6 @@ class DeadLetterStatus:
 
 def _most_common(counts: Mapping[str, int]) -> dict[str, int]:
     return {k: v for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if v > 0}
-
-
-DEFAULT_FLAP_WINDOW_DAYS = 7.0
-DEFAULT_FLAP_MEMORY = 200_000
-
-
-class FlapCounter:
-    """Counts changes that return a customer to the segment it just left within a window of event time.
-
-    A flap is A -> B followed by B -> A within ``window_days``: noise a campaign would chase. The worker
-    remembers each customer's latest change (at most ``memory`` customers, least recently changed
-    forgotten first), so the figure is exact for a worker's own customers since it started; ``flap_rate``
-    runs the same counting over a list of changes (a topic read back, a preview).
-    """
-
-    def __init__(self, window_days: float = DEFAULT_FLAP_WINDOW_DAYS, memory: int = DEFAULT_FLAP_MEMORY) -> None:
-        self.window_ms = int(window_days * 86_400_000)
-        self.memory = memory
-        self.changes = 0
-        self.flaps = 0
-        self._last: OrderedDict[str, tuple[int | None, int, int]] = OrderedDict()
-
-    def observe(self, customer_id: str, previous: int | None, segment: int, event_time_ms: int) -> bool:
-        """Count one change; True when it is a flap."""
-        self.changes += 1
-        last = self._last.pop(customer_id, None)
-        flap = (
-            last is not None
-            and previous is not None
-            and last[0] == segment
-            and last[1] == previous
-            and 0 <= event_time_ms - last[2] <= self.window_ms
-        )
-        self.flaps += int(flap)
-        self._last[customer_id] = (previous, segment, event_time_ms)
-        if len(self._last) > self.memory:
-            self._last.popitem(last=False)
-        return flap
-
-    @property
-    def rate(self) -> float:
-        """Flaps per change (0 before any change)."""
-        return self.flaps / self.changes if self.changes else 0.0
-
-
-def flap_rate(changes: Iterable[Mapping[str, Any]], window_days: float = DEFAULT_FLAP_WINDOW_DAYS) -> tuple[int, float]:
-    """(changes, flap rate) of ``segment-changes`` records, counted in event-time order."""
-    counter = FlapCounter(window_days, memory=10**9)
-    for c in sorted(changes, key=lambda c: (int(c["event_time_ms"]), str(c["customer_id"]))):
-        counter.observe(str(c["customer_id"]), c.get("previous_segment"), int(c["segment"]), int(c["event_time_ms"]))
-    return counter.changes, counter.rate
 
 
 @dataclass

@@ -97,6 +97,7 @@ class PipelineConfig:
         changes_topic: Where segment changes go.
         dead_letters_topic: Where invalid messages go.
         hysteresis: Evaluations a new segment must hold before it is emitted (>= 1).
+        dwell_days: Event time a new segment must hold before it is emitted (0: off).
         inactivity_threshold_days: The sweep re-scores a customer once the watermark has moved this far
             past the customer's last evaluation with no new event.
         limits: The event contract's bounds (``Settings.event_limits()``, the ones cleaning applies too);
@@ -113,6 +114,7 @@ class PipelineConfig:
     changes_topic: str = "segment-changes"
     dead_letters_topic: str = "dead-letters"
     hysteresis: int = 1
+    dwell_days: float = 0.0
     inactivity_threshold_days: float = 90.0
     limits: EventLimits = DEFAULT_LIMITS
     crash_before_finalize_batch: int = 0
@@ -269,6 +271,7 @@ class BatchProcessor:
             recheck_after_ms=days_to_ms(cfg.inactivity_threshold_days),
             triggers=triggers,
             bases=bases,
+            dwell_ms=days_to_ms(cfg.dwell_days),
         )
         segment_of: dict[str, int | None] = {cid: v.segment.segment for cid, v in views.items()}
         observe = self.stats.mix.observe

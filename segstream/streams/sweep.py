@@ -64,6 +64,7 @@ async def _evaluate_ids(
         hold=config.hysteresis,
         cause="inactivity",
         recheck_after_ms=days_to_ms(config.inactivity_threshold_days),
+        dwell_ms=days_to_ms(config.dwell_days),
     )
     out = OutputBatch(producer)
     changes = [ev.change for ev in evaluations if ev.change is not None]

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from segstream.models.campaigns import CampaignState, ResolvedCampaign, decide
-from segstream.models.changes import advance, change_id
+from segstream.models.changes import advance, change_id, flap_rate
 from segstream.models.customer_state import CustomerState, aggregates_matrix
 from segstream.models.features import DAY_MS, FEATURE_NAMES, features_from_aggregates
 from segstream.models.serving import ServingModels
@@ -42,7 +42,18 @@ class PreviewResult:
 
     def summary(self, campaigns: list[ResolvedCampaign], sample: int = 5) -> dict[str, Any]:
         """Per campaign: triggers, unique customers, triggers per ISO week, what was suppressed, a sample."""
-        out: dict[str, Any] = {"events": self.events, "changes": len(self.changes), "campaigns": {}}
+        count, flaps = flap_rate(self.changes)
+        out: dict[str, Any] = {
+            "events": self.events,
+            "changes": len(self.changes),
+            "changes_per_1000_events": 1000.0 * count / self.events if self.events else None,
+            "flap_rate": flaps,
+            # first evaluations (no previous segment) are changes too; moves are the rest
+            "moves_per_1000_events": (1000.0 * sum(1 for c in self.changes if c["previous_segment"] is not None)
+                                      / self.events) if self.events else None,
+            "changes_by_cause": dict(Counter(c["cause"] for c in self.changes)),
+            "campaigns": {},
+        }
         by_campaign: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for t in self.triggers:
             by_campaign[t["campaign"]].append(t)
@@ -70,7 +81,8 @@ class _Context:
     recheck_ms: int
     states: dict[str, CustomerState]
     result: PreviewResult
-    records: dict[str, tuple[int | None, int | None, int]] = field(default_factory=dict)
+    dwell_ms: int = 0
+    records: dict[str, tuple[int | None, int | None, int, int]] = field(default_factory=dict)
     campaign_state: CampaignState = field(default_factory=CampaignState)
     schedule: list[tuple[int, str]] = field(default_factory=list)  # heap of (next check ms, customer)
     next_check: dict[str, int] = field(default_factory=dict)
@@ -94,11 +106,16 @@ def _evaluate(touched: list[str], cause: str, triggers: dict[str, tuple[str | No
     x = features_from_aggregates(rows, watermark)
     predicted = np.asarray(ctx.serving.predict_segments(x), dtype=np.int64).tolist()
     for row, cid in enumerate(touched):
-        seg, pending, count = ctx.records.get(cid, (None, None, 0))
-        new_seg, pending, count, changed = advance(seg, pending, count, predicted[row], ctx.hold)
-        ctx.records[cid] = (new_seg, pending, count)
-        ctx.next_check[cid] = watermark + ctx.recheck_ms
-        heapq.heappush(ctx.schedule, (watermark + ctx.recheck_ms, cid))
+        seg, pending, count, since = ctx.records.get(cid, (None, None, 0, 0))
+        new_seg, pending, count, since, changed = advance(seg, pending, count, predicted[row], ctx.hold,
+                                                          pending_since_ms=since, now_ms=watermark,
+                                                          dwell_ms=ctx.dwell_ms)  # fmt: skip
+        ctx.records[cid] = (new_seg, pending, count, since)
+        check = watermark + ctx.recheck_ms
+        if ctx.dwell_ms and pending is not None:
+            check = min(check, since + ctx.dwell_ms)  # look again when the dwell ends, as the worker does
+        ctx.next_check[cid] = check
+        heapq.heappush(ctx.schedule, (check, cid))
         if not changed:
             continue
         event_id, event_time = triggers[cid]
@@ -131,6 +148,7 @@ def preview(
     batch_size: int = 100,
     hold: int = 1,
     inactivity_threshold_days: float = 90.0,
+    dwell_days: float = 0.0,
 ) -> PreviewResult:
     """Play clean events through scoring, hysteresis and the rules (see the module docstring)."""
     order = np.argsort(pd.to_datetime(events["timestamp"], utc=True).to_numpy(), kind="stable")
@@ -140,7 +158,8 @@ def preview(
     customers = events["customer_id"].astype(str).to_numpy()
     states: dict[str, CustomerState] = {}
     result = PreviewResult(events=len(events))
-    ctx = _Context(serving, model_version, campaigns, hold, int(inactivity_threshold_days * DAY_MS), states, result)
+    ctx = _Context(serving, model_version, campaigns, hold, int(inactivity_threshold_days * DAY_MS), states, result,
+                   dwell_ms=int(dwell_days * DAY_MS))  # fmt: skip
     watermark = 0
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]

@@ -50,6 +50,7 @@ class SegmentRecord:
         pending_count: How many consecutive evaluations ``pending`` has held.
         model_version: The bundle version that produced ``segment``.
         scored_as_of_ms: The as-of time of the latest evaluation.
+        pending_since_ms: When ``pending`` was first seen, in event time (0 without one).
     """
 
     segment: int | None = None
@@ -57,6 +58,7 @@ class SegmentRecord:
     pending_count: int = 0
     model_version: str = ""
     scored_as_of_ms: int = 0
+    pending_since_ms: int = 0  # event time ``pending`` was first seen (the dwell counts from it)
 
 
 @dataclass
@@ -128,9 +130,10 @@ class Finalization:
     # customer -> event time from which the inactivity sweep should look at the customer again
     next_check_ms: Mapping[str, int] = field(default_factory=dict)
     # Campaign decisions, written in the same atomic step as the segments: (customer, campaign) -> event
-    # time it last fired, and (campaign, UTC day) -> triggers to add to that day's count.
+    # time it last fired, and (campaign, UTC day) -> the trigger ids fired (a set, so a retried finalize
+    # counts nothing twice).
     cooldowns: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    caps: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    caps: Mapping[tuple[str, int], Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The Redis key layout, version 1. Pinned by a golden test: change it only with a new version.
 
 ``{prefix}:v1:c:{customer}``  hash: the fold (ft lt fp lp p g n r rc, day buckets ``d:<day>`` net cents and
-                              ``q:<day>`` purchases), the segment record (sg sp sn sv sa), apply's cache of
+                              ``q:<day>`` purchases), the segment record (sg sp sn sv sa sd), apply's cache of
                               the window sums (w1..w6 as of day wd, valid while wc = p + r) and the event time
                               each campaign last fired for the customer (``k.<campaign>``: a ':' second would
                               mark a day bucket); added fields, so a hash without them is still version 1
@@ -11,7 +11,7 @@
 ``{prefix}:v1:wm``            string: the event-time watermark in epoch ms
 ``{prefix}:v1:due``           sorted set: customer -> event time of the next inactivity check
 ``{prefix}:v1:forecast``      string: the latest forecast refresh as JSON
-``{prefix}:v1:caps``          hash: ``<day>:<campaign>`` campaign triggers fired on that UTC day
+``{prefix}:v1:cap:{day}:{campaign}``  set with a TTL: the trigger ids a campaign fired on a UTC day
 """
 
 from __future__ import annotations
@@ -59,10 +59,9 @@ class KeySpace:
         """The inactivity check schedule."""
         return f"{self.root}:due"
 
-    @property
-    def caps(self) -> str:
-        """Campaign triggers per UTC day (the daily caps)."""
-        return f"{self.root}:caps"
+    def cap(self, campaign: str, day: int) -> str:
+        """The trigger ids a campaign fired on one UTC day (its daily cap counts them)."""
+        return f"{self.root}:cap:{day}:{campaign}"
 
     @property
     def forecast(self) -> str:

@@ -16,7 +16,7 @@ from segstream.models.features import DAY_MS, WINDOWS_DAYS
 FAST_GAP_DAYS = 4
 
 # Shared helpers: parse a customer hash and build the reply row (the aggregates in AGGREGATE_FIELDS order,
-# then sg sp sn sv sa).
+# then sg sp sn sv sa sd).
 _HELPERS = f"""
 local DAY_MS = {DAY_MS}
 local WINDOWS = {{{", ".join(str(w) for w in WINDOWS_DAYS)}}}
@@ -53,6 +53,7 @@ local function aggregate_row(h, sums)
   row[#row + 1] = h['sn'] or '0'
   row[#row + 1] = h['sv'] or ''
   row[#row + 1] = h['sa'] or '0'
+  row[#row + 1] = h['sd'] or '0'
   return row
 end
 
@@ -121,7 +122,7 @@ local customers = {}
 -- The fields that decide the path (lt, wd, wc, p, r), the other fields every reply needs, then the cached
 -- window sums (w1..w<2NW>: net cents per window, then purchases per window, as of day wd, valid while wc is
 -- the customer's p + r, i.e. no event was added without updating them).
-local KEEP = {'lt', 'wd', 'wc', 'p', 'r', 'ft', 'fp', 'lp', 'g', 'n', 'rc', 'sg', 'sp', 'sn', 'sv', 'sa'}
+local KEEP = {'lt', 'wd', 'wc', 'p', 'r', 'ft', 'fp', 'lp', 'g', 'n', 'rc', 'sg', 'sp', 'sn', 'sv', 'sa', 'sd'}
 local DECIDE = 5
 local REST = {}
 for k = DECIDE + 1, #KEEP do REST[#REST + 1] = KEEP[k] end
@@ -315,7 +316,7 @@ local root, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local batch = cjson.decode(ARGV[4])
 for cid, rec in pairs(batch['segments']) do
   local key = root .. ':c:' .. cid
-  redis.call('HSET', key, 'sg', rec[1], 'sp', rec[2], 'sn', rec[3], 'sv', rec[4], 'sa', rec[5])
+  redis.call('HSET', key, 'sg', rec[1], 'sp', rec[2], 'sn', rec[3], 'sv', rec[4], 'sa', rec[5], 'sd', rec[6])
 end
 for _, change in ipairs(batch['changes']) do
   local key = root .. ':h:' .. change[1]
@@ -354,8 +355,11 @@ end
 for _, c in ipairs(batch['cooldowns'] or {}) do
   redis.call('HSET', root .. ':c:' .. c[1], 'k.' .. c[2], fmt(c[3]))
 end
+-- A set of trigger ids per (day, campaign): a retried finalize adds nothing twice. Kept 3 days.
 for _, c in ipairs(batch['caps'] or {}) do
-  redis.call('HINCRBY', root .. ':caps', c[1], c[2])
+  local key = root .. ':cap:' .. c[1]
+  redis.call('SADD', key, unpack(c[2]))
+  redis.call('EXPIRE', key, 259200)
 end
 return #batch['done']
 """

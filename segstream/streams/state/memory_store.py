@@ -31,7 +31,7 @@ class MemoryStateStore:
         self._sales: dict[int, dict[str, int]] = {}
         self._due: dict[str, int] = {}
         self._cooldowns: dict[tuple[str, str], int] = {}
-        self._caps: dict[tuple[str, int], int] = {}
+        self._caps: dict[tuple[str, int], set[str]] = {}
         self._watermark = 0
 
     async def apply(self, events: Sequence[Event]) -> ApplyResult:
@@ -72,15 +72,15 @@ class MemoryStateStore:
             self._markers[event_id] = 2
         self._due.update(batch.next_check_ms)
         self._cooldowns.update(batch.cooldowns)
-        for key, n in batch.caps.items():
-            self._caps[key] = self._caps.get(key, 0) + n
+        for key, ids in batch.caps.items():
+            self._caps.setdefault(key, set()).update(ids)
 
     async def campaign_memory(
         self, customer_ids: Sequence[str], campaigns: Sequence[str], days: Sequence[int]
     ) -> CampaignMemory:
         """When each of these customers last got each campaign, and each campaign's triggers on these days."""
         last = {(c, k): self._cooldowns[(c, k)] for c in customer_ids for k in campaigns if (c, k) in self._cooldowns}
-        fired = {(k, d): self._caps[(k, d)] for k in campaigns for d in days if (k, d) in self._caps}
+        fired = {(k, d): len(self._caps[(k, d)]) for k in campaigns for d in days if (k, d) in self._caps}
         return CampaignMemory(last, fired)
 
     async def view(self, customer_ids: Sequence[str], as_of_ms: int | None = None) -> dict[str, CustomerView]:

@@ -76,6 +76,7 @@ class RedisStateStore:
                     str(r.pending_count),
                     r.model_version,
                     str(r.scored_as_of_ms),
+                    str(r.pending_since_ms),
                 ]
                 for cid, r in batch.segments.items()
             },
@@ -84,7 +85,7 @@ class RedisStateStore:
             "done": list(batch.done_event_ids),
             "due": {cid: int(at) for cid, at in batch.next_check_ms.items()},
             "cooldowns": [[cid, campaign, int(at)] for (cid, campaign), at in batch.cooldowns.items()],
-            "caps": [[f"{day}:{campaign}", int(n)] for (campaign, day), n in batch.caps.items()],
+            "caps": [[f"{day}:{campaign}", list(ids)] for (campaign, day), ids in batch.caps.items()],
         }
         # cjson turns an empty object into an empty array and back; both iterate the same in Lua.
         await self._finalize(args=[self.keys.root, self._ttl, HISTORY_LENGTH, orjson.dumps(payload)])
@@ -101,28 +102,26 @@ class RedisStateStore:
     ) -> CampaignMemory:
         """When each of these customers last got each campaign, and each campaign's triggers on these days.
 
-        One pipelined round trip: an HMGET of the ``k.<campaign>`` fields per customer, one of the caps hash.
+        One pipelined round trip: an HMGET of the ``k.<campaign>`` fields per customer, an SCARD per day cap.
         """
         memory = CampaignMemory()
         if not customer_ids or not campaigns:
             return memory
         fields = [f"k.{c}" for c in campaigns]
-        cap_fields = [f"{d}:{c}" for c in campaigns for d in days]
+        pairs = [(c, d) for c in campaigns for d in days]
         async with self._redis.pipeline(transaction=False) as pipe:
             for cid in customer_ids:
                 pipe.hmget(self.keys.customer(cid), fields)
-            if cap_fields:
-                pipe.hmget(self.keys.caps, cap_fields)
+            for campaign, day in pairs:
+                pipe.scard(self.keys.cap(campaign, day))
             replies = await pipe.execute()
         for cid, values in zip(customer_ids, replies, strict=False):
             for campaign, value in zip(campaigns, values, strict=True):
                 if value is not None:
                     memory.last_fired_ms[(cid, campaign)] = int(value)
-        if cap_fields:
-            pairs = [(c, d) for c in campaigns for d in days]
-            for (campaign, day), value in zip(pairs, replies[-1], strict=True):
-                if value is not None:
-                    memory.fired_per_day[(campaign, day)] = int(value)
+        for (campaign, day), count in zip(pairs, replies[len(customer_ids) :], strict=True):
+            if count:
+                memory.fired_per_day[(campaign, day)] = int(count)
         return memory
 
     async def due_for_check(self, as_of_ms: int, limit: int) -> list[str]:
@@ -164,13 +163,14 @@ def _views(flat: list[Any]) -> dict[str, CustomerView]:
         cid, row = flat[i], flat[i + 1]
         cid = cid.decode() if isinstance(cid, bytes) else cid
         # Lua integers arrive as ints already; the segment fields are strings, and int() takes bytes too.
-        sg, sp, sn, sv, sa = row[n:]
+        sg, sp, sn, sv, sa, sd = row[n:]
         record = SegmentRecord(
             int(sg) if sg else None,
             int(sp) if sp else None,
             int(sn) if sn else 0,
             sv.decode() if isinstance(sv, bytes) else sv,
             int(sa) if sa else 0,
+            int(sd) if sd else 0,
         )
         views[cid] = CustomerView(cid, AggregateRow(row[:n]), record)
     return views

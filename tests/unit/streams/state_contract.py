@@ -74,7 +74,8 @@ async def check_finalize_marks_done_and_counts_sales_once(make_store: Callable[[
     events = random_events(seed=11, n=30, customers=3)
     result = await store.apply(events)
     assert set(result.customers) == {e.customer_id for e in events}
-    record = SegmentRecord(segment=2, pending=None, pending_count=0, model_version="v1", scored_as_of_ms=T0)
+    record = SegmentRecord(segment=2, pending=3, pending_count=1, model_version="v1", scored_as_of_ms=T0,
+                           pending_since_ms=T0 - 7)  # fmt: skip
     change = SegmentChange(events[0].customer_id, None, 2, "v1", events[0].ts_ms, "purchase", events[0].event_id)
     sales = [(e.event_id, e.ts_ms // DAY_MS, 2, e.amount_cents) for e in events]
     batch = Finalization(
@@ -83,6 +84,8 @@ async def check_finalize_marks_done_and_counts_sales_once(make_store: Callable[[
         sales=sales,
         done_event_ids=[e.event_id for e in events],
         next_check_ms={events[0].customer_id: T0 + 5},
+        cooldowns={(events[0].customer_id, "win-back"): T0 + 3},
+        caps={("win-back", T0 // DAY_MS): ["t1", "t2"]},
     )
     await store.finalize(batch)
     await store.finalize(batch)  # a retried finalize counts nothing twice
@@ -96,3 +99,6 @@ async def check_finalize_marks_done_and_counts_sales_once(make_store: Callable[[
     assert history[0]["segment"] == 2 and history[0]["previous_segment"] is None
     assert await store.due_for_check(T0 + 5, 10) == [events[0].customer_id]
     assert await store.due_for_check(T0 + 4, 10) == []
+    memory = await store.campaign_memory([events[0].customer_id, "nobody"], ["win-back", "other"], [T0 // DAY_MS])
+    assert memory.last_fired_ms == {(events[0].customer_id, "win-back"): T0 + 3}
+    assert memory.fired_per_day == {("win-back", T0 // DAY_MS): 2}  # finalized twice, each trigger counted once
