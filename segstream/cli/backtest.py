@@ -7,19 +7,12 @@ from pathlib import Path
 
 import click
 
-from segstream.cli.data import data_options, load_and_clean
-
-
-def _day(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date like 1997-10-01") from None
+from segstream.cli.data import data_options, load_and_clean, parse_date
 
 
 @click.command()
 @data_options
-@click.option("--cutoff", required=True, callback=_day,
+@click.option("--cutoff", required=True, callback=parse_date,
               help="Train on events before this day (00:00 UTC); judge on the horizon from it.")
 @click.option("--horizon", type=click.IntRange(7, 730), default=90, show_default=True,
               help="Days after the cutoff that judge the models.")

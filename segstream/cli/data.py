@@ -105,7 +105,8 @@ def load_raw(data: str, map: tuple[str, ...] | list[str] | dict[str, str] | None
     return load_transactions(data, mapping=mapping, preset=preset)
 
 
-def _date(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.date:
+def parse_date(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.date:
+    """A click callback: an ISO day (``2025-12-31``), or a usage error naming the value."""
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
@@ -118,7 +119,7 @@ def _date(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.date:
 @click.option("--days", type=click.IntRange(min=1), default=365, show_default=True,
               help="Days of history, ending on --end.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same file).")
-@click.option("--end", default="2025-12-31", show_default=True, callback=_date,
+@click.option("--end", default="2025-12-31", show_default=True, callback=parse_date,
               help="Last day of the history (fixed by default so output is reproducible).")
 @click.option("--dirty-fraction", type=click.FloatRange(0.0, 0.5), default=0.01, show_default=True,
               help="Share of rows spoiled on purpose (missing ids, duplicates, bad values).")

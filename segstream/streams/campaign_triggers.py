@@ -32,7 +32,7 @@ from segstream.models.campaigns import (
 )
 from segstream.models.features import DAY_MS
 from segstream.streams.bundle_watch import ActiveModel
-from segstream.streams.outputs import dumps, iso_ms, now_iso
+from segstream.streams.outputs import change_fields, dumps, now_iso
 from segstream.streams.state.base import SegmentChange, StateStore
 
 log = logging.getLogger("segstream.worker")
@@ -133,27 +133,9 @@ class PendingCampaigns:
 def trigger_payload(
     change: SegmentChange, campaign: str, trigger_id: str, model: ActiveModel, emitted_at: str
 ) -> bytes:
-    """``campaign-triggers``: the campaign, its deterministic id, the change and the customer's features."""
-    names, about = model.names, model.descriptions
-    prev = change.previous_segment
-    return dumps({
-        "trigger_id": trigger_id,
-        "campaign": campaign,
-        "change_id": change.change_id,
-        "customer_id": change.customer_id,
-        "previous_segment": prev,
-        "previous_segment_name": None if prev is None else names.get(prev, f"segment {prev}"),
-        "segment": change.segment,
-        "segment_name": names.get(change.segment, f"segment {change.segment}"),
-        "segment_description": about.get(change.segment),
-        "model_version": change.model_version,
-        "cause": change.cause,
-        "event_id": change.event_id,
-        "event_time": iso_ms(change.event_time_ms),
-        "event_time_ms": change.event_time_ms,
-        "features": change.features,
-        "emitted_at": emitted_at,
-    })  # fmt: skip
+    """``campaign-triggers``: the campaign and its deterministic id, then every field of the change."""
+    fields = change_fields(change, model.names, model.descriptions, emitted_at)
+    return dumps({"trigger_id": trigger_id, "campaign": campaign, **fields})
 
 
 async def decide_triggers(

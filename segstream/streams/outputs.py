@@ -226,29 +226,34 @@ def change_payload(
     ``emitted_at`` defaults to now; a batch passes one time for all its changes. ``descriptions`` are the
     bundle's one-line segment descriptions (None where a bundle has none).
     """
+    return dumps(change_fields(change, names, descriptions, emitted_at or now_iso()))
+
+
+def change_fields(
+    change: SegmentChange, names: Mapping[int, str], descriptions: Mapping[int, str] | None, emitted_at: str
+) -> dict[str, Any]:
+    """The ``segment-changes`` record as a dict; ``campaign-triggers`` records carry the same fields."""
     prev = change.previous_segment
     about = descriptions or {}
-    return dumps(
-        {
-            "change_id": change.change_id,
-            "customer_id": change.customer_id,
-            "previous_segment": prev,
-            "previous_segment_name": None if prev is None else names.get(prev, f"segment {prev}"),
-            "segment": change.segment,
-            "segment_name": names.get(change.segment, f"segment {change.segment}"),
-            "previous_segment_description": None if prev is None else about.get(prev),
-            "segment_description": about.get(change.segment),
-            "model_version": change.model_version,
-            "event_time": iso_ms(change.event_time_ms),
-            "event_time_ms": change.event_time_ms,
-            "cause": change.cause,
-            "event_id": change.event_id,
-            "features": change.features,
-            "reason": change.reason,
-            "tree_agrees": change.tree_agrees,
-            "emitted_at": emitted_at or now_iso(),
-        }
-    )
+    return {
+        "change_id": change.change_id,
+        "customer_id": change.customer_id,
+        "previous_segment": prev,
+        "previous_segment_name": None if prev is None else names.get(prev, f"segment {prev}"),
+        "segment": change.segment,
+        "segment_name": names.get(change.segment, f"segment {change.segment}"),
+        "previous_segment_description": None if prev is None else about.get(prev),
+        "segment_description": about.get(change.segment),
+        "model_version": change.model_version,
+        "event_time": iso_ms(change.event_time_ms),
+        "event_time_ms": change.event_time_ms,
+        "cause": change.cause,
+        "event_id": change.event_id,
+        "features": change.features,
+        "reason": change.reason,
+        "tree_agrees": change.tree_agrees,
+        "emitted_at": emitted_at,
+    }
 
 
 def dead_letter_payload(
