@@ -221,6 +221,10 @@ class RedisSettings(BaseSettings):
     ssl_cert_reqs: Literal["required", "optional", "none"] | None = None
     ssl_ca_certs: str | None = None
     key_prefix: str = "segstream"
+    # Customers are spread over this many shards (hash slots on a Redis Cluster); fixed once state is written:
+    # a worker set to another count refuses to start. More shards spread a cluster more finely, fewer make
+    # each batch fewer script calls.
+    shards: int = Field(default=16, ge=1, le=16384)
     # How long an event id is remembered for dedupe: a redelivery later than this would be folded again,
     # and every event costs one marker key for this long (Redis memory grows with traffic x TTL).
     dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)

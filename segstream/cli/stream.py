@@ -156,6 +156,7 @@ async def _with_store(settings: Any, action: Any) -> Any:
         settings.redis.url,
         prefix=settings.redis.key_prefix,
         dedupe_ttl_s=settings.redis.dedupe_ttl_s,
+        shards=settings.redis.shards,
         **settings.redis.client_kwargs(),
     )
     try:

@@ -1,9 +1,9 @@
-"""A read-only view of the worker's state in Redis (key layout v1, see ``segstream.streams.state.keys``).
+"""A read-only view of the worker's state in Redis (key layout v2, see ``segstream.models.state_keys``).
 
 The dashboard never writes: :class:`ReadOnlyRedis` wraps the client and offers read commands only, so no
 page can write by accident (a test snapshots the database before and after every page). The key layout is
-imported from ``segstream.streams.state.keys`` rather than re-declared: it is a versioned contract pinned by
-a golden test there, and one definition cannot drift. That is the dashboard's only import from streams.
+imported from ``segstream.models.state_keys`` rather than re-declared: it is a versioned contract pinned by
+a golden test, which the worker's store and the dashboard both read, so one definition cannot drift.
 
 Features are rebuilt in Python from the customer hash with the models core
 (:class:`~segstream.models.customer_state.CustomerState` and ``features_from_aggregates``), as of the
@@ -23,8 +23,9 @@ import pandas as pd
 from segstream.dashboard.errors import LiveStateUnavailable
 from segstream.models.customer_state import CustomerState, aggregates_matrix
 from segstream.models.features import DAY_MS, FEATURE_NAMES, NO_TIMESTAMP, features_from_aggregates
+from segstream.models.state_keys import DEFAULT_SHARDS, KeySpace
+from segstream.redis_clients import sync_client
 from segstream.settings import RedisSettings
-from segstream.streams.state.keys import KeySpace
 
 _INT_FIELDS = {
     "ft": "first_ts",
@@ -56,6 +57,20 @@ class ReadOnlyRedis:
     def hgetall(self, key: str) -> dict[str, str]:
         """HGETALL."""
         return {_text(k) or "": _text(v) or "" for k, v in self._client.hgetall(key).items()}
+
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        """GET of many keys in one round trip (pipelined, so the keys may live in different cluster slots)."""
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+        return [_text(v) for v in pipe.execute()]
+
+    def hgetall_many(self, keys: list[str]) -> list[dict[str, str]]:
+        """HGETALL of many hashes in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return [{_text(k) or "": _text(v) or "" for k, v in reply.items()} for reply in pipe.execute()]
 
     def hget_many(self, keys: list[str], field_name: str) -> list[str | None]:
         """HGET of one field of many hashes, in one round trip (a read-only, non-transactional pipeline)."""
@@ -97,9 +112,9 @@ class LiveCustomer:
 class LiveReader:
     """Reads customers, changes, sales, forecasts and the watermark the worker keeps in Redis."""
 
-    def __init__(self, redis: ReadOnlyRedis, prefix: str = "segstream") -> None:
+    def __init__(self, redis: ReadOnlyRedis, prefix: str = "segstream", shards: int = DEFAULT_SHARDS) -> None:
         self.redis = redis
-        self.keys = KeySpace(prefix)
+        self.keys = KeySpace(prefix, shards)
 
     @classmethod
     def connect(cls, settings: RedisSettings, timeout_s: float = 1.5) -> LiveReader:
@@ -112,8 +127,8 @@ class LiveReader:
 
         kwargs = settings.client_kwargs() | {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
         try:
-            client = redis.Redis.from_url(settings.url, **kwargs)
-            reader = cls(ReadOnlyRedis(client), settings.key_prefix)
+            client = sync_client(settings.url, **kwargs)
+            reader = cls(ReadOnlyRedis(client), settings.key_prefix, settings.shards)
             reader.redis.ping()
         except (redis.RedisError, OSError, ValueError) as exc:
             from segstream.settings import redact_url
@@ -122,9 +137,9 @@ class LiveReader:
         return reader
 
     def watermark_ms(self) -> int:
-        """The event-time watermark (0 before the worker has seen anything)."""
-        value = self.redis.get(self.keys.watermark)
-        return int(value) if value else 0
+        """The event-time watermark: the largest over the shards (0 before the worker has seen anything)."""
+        values = self.redis.get_many([self.keys.watermark(s) for s in range(self.keys.shards)])
+        return max([0, *(int(v) for v in values if v)])
 
     def customer(self, customer_id: str) -> LiveCustomer | None:
         """The customer's features (as of the watermark), segment record and change history; None if unknown."""
@@ -144,7 +159,7 @@ class LiveReader:
 
     def segment_counts(self, limit: int = 200_000) -> dict[int, int]:
         """Customers per current segment (unscored customers left out), over at most ``limit`` customers."""
-        keys = list(self.redis.scan(f"{self.keys.root}:c:*", limit))
+        keys = list(self.redis.scan(self.keys.customer_pattern, limit))
         counts: dict[int, int] = {}
         for start in range(0, len(keys), 5000):
             for value in self.redis.hget_many(keys[start : start + 5000], "sg"):
@@ -155,17 +170,19 @@ class LiveReader:
     def recent_changes(self, limit: int = 50, scan_limit: int = 20_000) -> list[dict[str, Any]]:
         """The newest segment changes across customers (from their history lists), newest first."""
         changes: list[dict[str, Any]] = []
-        for key in self.redis.scan(f"{self.keys.root}:h:*", scan_limit):
+        for key in self.redis.scan(self.keys.history_pattern, scan_limit):
             changes += [json.loads(item) for item in self.redis.lrange(key, 0, 4)]
         changes.sort(key=lambda c: int(c.get("event_time_ms") or 0), reverse=True)
         return changes[:limit]
 
     def daily_sales(self) -> pd.DataFrame:
         """Streamed daily sales: ``date, series, sales`` (series ``total`` or ``segment:<id>``, money units)."""
-        rows = []
-        for name, cents in self.redis.hgetall(self.keys.sales).items():
-            day, _, series = name.partition(":")
-            rows.append((pd.Timestamp(int(day) * DAY_MS, unit="ms"), series, int(cents) / 100.0))
+        totals: dict[tuple[int, str], int] = {}
+        for shard in self.redis.hgetall_many([self.keys.sales(s) for s in range(self.keys.shards)]):
+            for name, cents in shard.items():
+                day, _, series = name.partition(":")
+                totals[(int(day), series)] = totals.get((int(day), series), 0) + int(cents)
+        rows = [(pd.Timestamp(day * DAY_MS, unit="ms"), series, c / 100.0) for (day, series), c in totals.items()]
         frame = pd.DataFrame(rows, columns=["date", "series", "sales"])
         return frame.sort_values(["series", "date"]).reset_index(drop=True)
 

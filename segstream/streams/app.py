@@ -214,6 +214,7 @@ def create_worker(
         store_url or settings.redis.url,
         prefix=settings.redis.key_prefix,
         dedupe_ttl_s=settings.redis.dedupe_ttl_s,
+        shards=settings.redis.shards,
         **settings.redis.client_kwargs(),
     )
     key = settings.models.signing_key.get_secret_value().encode() if settings.models.signing_key else None

@@ -8,9 +8,10 @@ Time here is event time (the watermark), never the wall clock, so replays and li
 :func:`rescore_all` evaluates every known customer as of the watermark: run it after a replay (the parity
 test does) or after a model change, so every stored segment reflects the final state.
 
-With several worker replicas every replica sweeps all due customers; the shared lock only serialises one
-process. Two replicas may then both evaluate a due customer; the state stays right, a change may be
-emitted twice.
+With several worker replicas each shard of the schedule is swept by the replica holding its lease (see
+:meth:`~segstream.streams.state.base.StateStore.claim_due`), so a due customer is evaluated once; a replica
+that dies passes its shards on when its leases run out, and a change it sent but did not finalize is sent
+again with the same ``change_id``.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ async def sweep_once(
         async with lock:
             started = time.perf_counter()
             watermark = await retry_transient(store.watermark, "read the watermark")
-            ids = await retry_transient(partial(store.due_for_check, watermark, page_size), "list due customers")
+            ids = await retry_transient(partial(store.claim_due, watermark, page_size), "list due customers")
             if not ids:
                 break
             part = await _evaluate_ids(ids, store, model, producer, config, watermark, stats)

@@ -9,7 +9,7 @@ joins the bundle's stored daily history (``daily_sales.csv``, written by the tra
 *after* the history's last day (days the history covers are taken from the history, so replaying the
 training file does not count those sales twice), forecasts every series with
 :func:`segstream.models.forecasting.forecast_all`, publishes one record per forecast row to
-``sales-forecasts`` and stores the whole refresh as JSON in Redis (``{prefix}:v1:forecast``).
+``sales-forecasts`` and stores the whole refresh as JSON in Redis (``{prefix}:v2:forecast``).
 """
 
 from __future__ import annotations

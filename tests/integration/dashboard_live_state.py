@@ -18,6 +18,7 @@ import pytest
 from segstream.cli.data import load_and_clean
 from segstream.dashboard.data import load_models
 from segstream.models.events import parse_event
+from segstream.models.state_keys import KeySpace
 from segstream.settings import Settings
 from segstream.streams.state import Finalization, RedisStateStore, SegmentChange, SegmentRecord
 from segstream.viz.bundle_tables import BundleTables
@@ -88,7 +89,7 @@ def live_env(embedded_stack, redis_client, topics, dashboard_bundle, monkeypatch
     forecast = {"generated_at": "2026-01-01T00:00:00Z", "model_version": "v",
                 "rows": [{"series": "total", "date": f"2026-01-{d:02d}", "yhat": 1000.0 + d, "lower": 800.0,
                           "upper": 1200.0, "model": "prophet"} for d in range(1, 15)]}  # fmt: skip
-    redis_client.set(f"{PREFIX}:v1:forecast", json.dumps(forecast))  # the worker's refresh, as it stores it
+    redis_client.set(KeySpace(PREFIX).forecast, json.dumps(forecast))  # the worker's refresh, as it stores it
 
     producer = KafkaProducer(**embedded_stack.settings.kafka.kafka_python_kwargs())
     stats = WorkerStats(processed=len(events), dead_letters=3, duplicates=5, mix=SegmentMix())

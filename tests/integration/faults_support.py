@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from segstream.settings import KafkaSettings, RedisSettings
+from tests.integration.worker_support import done_count  # noqa: F401 - the tests import it from here too
 
 REPO = Path(__file__).resolve().parents[2]
 _LAUNCH = (
@@ -80,6 +81,11 @@ class Dataset:
     def event_ids(self) -> list[str]:
         """Every clean event id (unique)."""
         return self.events["event_id"].astype(str).tolist()
+
+    @property
+    def event_keys(self) -> list[tuple[str, str]]:
+        """``(event_id, customer_id)`` of every clean event: what finds its dedupe marker."""
+        return list(zip(self.event_ids, self.events["customer_id"].astype(str), strict=True))
 
 
 def _segstream(*args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
@@ -338,19 +344,7 @@ def redis_sync(settings: RedisSettings) -> Any:
     return redis.Redis.from_url(settings.url, **settings.client_kwargs())
 
 
-def done_count(client: Any, prefix: str, event_ids: Sequence[str], chunk: int = 5000) -> int:
-    """How many of ``event_ids`` carry the "done" dedupe marker."""
-    from segstream.streams.state.keys import KeySpace
-
-    keys = KeySpace(prefix)
-    done = 0
-    for start in range(0, len(event_ids), chunk):
-        values = client.mget([keys.event(e) for e in event_ids[start : start + chunk]])
-        done += sum(1 for v in values if v in (b"2", "2"))
-    return done
-
-
-def wait_drained(client: Any, prefix: str, event_ids: Sequence[str], timeout: float = 120.0) -> float:
+def wait_drained(client: Any, prefix: str, event_ids: Sequence[tuple[str, str]], timeout: float = 120.0) -> float:
     """Wait until every event id is marked done (survives Redis blips); returns seconds waited."""
 
     def drained() -> bool:
@@ -469,11 +463,11 @@ def scored_event_ids(config: WorkerConfig) -> set[str]:
 
 def extra_customers(client: Any, prefix: str, expected: Iterable[str]) -> list[str]:
     """Customer keys in Redis under ``prefix`` that the file does not have."""
-    from segstream.streams.state.keys import KeySpace
+    from segstream.models.state_keys import KeySpace
 
-    root = KeySpace(prefix).customer("")
-    found = {k.decode()[len(root) :] if isinstance(k, bytes) else k[len(root) :]
-             for k in client.scan_iter(f"{root}*", count=1000)}  # fmt: skip
+    keys = KeySpace(prefix)
+    found = {keys.customer_id_of(k.decode() if isinstance(k, bytes) else k)
+             for k in client.scan_iter(keys.customer_pattern, count=1000)}  # fmt: skip
     return sorted(found - set(expected))
 
 

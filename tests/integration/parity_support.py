@@ -31,7 +31,7 @@ def replay_and_compare(embedded_stack, redis_client, tmp_path: Path, data: Path,
     """
     env = WorkerEnv(embedded_stack, root, tmp_path)
     env.create_topics(partitions=partitions)
-    ids = list(events["event_id"])
+    ids = list(zip(events["event_id"], events["customer_id"].astype(str), strict=True))
     proc = env.start_worker()
     try:
         env.wait_http(proc)

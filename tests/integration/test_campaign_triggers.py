@@ -34,7 +34,7 @@ def test_triggers_follow_the_rules_and_agree_with_the_preview(embedded_stack, re
     rules.write_text(_rules(serving.names))
     some = events[events["customer_id"].isin(sorted(events["customer_id"].unique())[:300])]
     records = records_from_frame(some)
-    ids = [r["event_id"] for r in records]
+    ids = [(r["event_id"], r["customer_id"]) for r in records]
     env = WorkerEnv(embedded_stack, root, workdir, extra={
         "SEGSTREAM_WORKER_CAMPAIGN_RULES": str(rules), "SEGSTREAM_WORKER_BATCH_SIZE": "1000",
         "SEGSTREAM_WORKER_INACTIVITY_THRESHOLD_DAYS": "100000"})  # fmt: skip

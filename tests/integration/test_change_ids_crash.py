@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from segstream.models.state_keys import KeySpace
 from segstream.streams.replay import records_from_frame, replay
 from tests.integration.worker_support import WorkerEnv, done_count, read_topic, stop, trained, wait_until
 
@@ -20,7 +21,7 @@ def test_a_change_re_emitted_after_a_crash_keeps_its_id(embedded_stack, redis_cl
     events, root = trained(tmp_path_factory.getbasetemp() / "trained", customers=800, seed=3)
     some = events[events["customer_id"].isin(sorted(events["customer_id"].unique())[:200])]
     records = records_from_frame(some)
-    ids = [r["event_id"] for r in records]
+    ids = [(r["event_id"], r["customer_id"]) for r in records]
     workdir = tmp_path_factory.mktemp("change-ids")
     rules = workdir / "rules.toml"
     rules.write_text("".join(f'[[campaign]]\nname = "enter-{s}"\nenter = {s}\ncooldown_days = 30\n\n'
@@ -56,9 +57,10 @@ def test_a_change_re_emitted_after_a_crash_keeps_its_id(embedded_stack, redis_cl
     # customer's events than the killed one did, but it starts at the same first new event (the id's basis).
     assert all(len(v) == 1 for v in by_id.values()), "one id, one change"
     # Deduped on change_id, the changes are exactly the ones the store recorded (each once).
+    keys = KeySpace(resumed.prefix)
     history = []
     for cid in some["customer_id"].unique():
-        history += [json.loads(h) for h in redis_client.lrange(f"{resumed.prefix}:v1:h:{cid}", 0, -1)]
+        history += [json.loads(h) for h in redis_client.lrange(keys.history(cid), 0, -1)]
     assert sorted(copies) == sorted(h["change_id"] for h in history)
 
     # Campaign triggers: re-emitted with the re-emitted change, under the same trigger_id; deduped on it, each
@@ -76,4 +78,4 @@ def test_a_change_re_emitted_after_a_crash_keeps_its_id(embedded_stack, redis_cl
     for t in sorted(unique, key=lambda t: t["event_time_ms"]):
         last[(t["customer_id"], t["campaign"])] = t["event_time_ms"]
     for (cid, campaign), at in last.items():
-        assert int(redis_client.hget(f"{resumed.prefix}:v1:c:{cid}", f"k.{campaign}")) == at
+        assert int(redis_client.hget(keys.customer(cid), f"k.{campaign}")) == at

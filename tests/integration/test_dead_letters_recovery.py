@@ -41,6 +41,7 @@ def test_dead_letters_summary_and_replay_recover_a_batch_refused_by_a_too_strict
     rows = [f"p{i},C{i % 12},1997-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00Z,{10 + i}.50" for i in range(N_EVENTS)]
     data.write_text("event_id,customer_id,timestamp,amount\n" + "\n".join(rows) + "\n")
     ids = [f"p{i}" for i in range(N_EVENTS)]
+    keys = [(f"p{i}", f"C{i % 12}") for i in range(N_EVENTS)]
 
     proc = env.start_worker()
     try:
@@ -54,7 +55,7 @@ def test_dead_letters_summary_and_replay_recover_a_batch_refused_by_a_too_strict
         assert summary["total"] == N_EVENTS
         assert [(r["reason_code"], r["count"]) for r in summary["by_reason"]] == [("timestamp_out_of_range", N_EVENTS)]
         assert "outside 2000-01-01" in summary["by_reason"][0]["example"]
-        assert done_count(redis_client, env.prefix, ids) == 0
+        assert done_count(redis_client, env.prefix, keys) == 0
     finally:
         stop(proc)
 
@@ -67,7 +68,7 @@ def test_dead_letters_summary_and_replay_recover_a_batch_refused_by_a_too_strict
         assert "would send 0" in _cli(env, "dead-letters", "replay", "--reason", "not_json", "--dry-run")
         out = _cli(env, "dead-letters", "replay", "--reason", "timestamp_out_of_range")
         assert f"sent {N_EVENTS} dead letters" in out
-        wait_until(lambda: done_count(redis_client, env.prefix, ids) == N_EVENTS, 60, "the replayed events", proc,
+        wait_until(lambda: done_count(redis_client, env.prefix, keys) == N_EVENTS, 60, "the replayed events", proc,
                    lambda: env.log_text("worker-fixed"))  # fmt: skip
         scored = read_topic(env.kafka, env.topics["scored"])
         assert sorted(r["event_id"] for r in scored) == sorted(ids)

@@ -128,7 +128,7 @@ def test_sigkill_at_random_points_several_times(config: WorkerConfig, dataset: D
                                                 workers: list[WorkerProcess]) -> None:  # fmt: skip
     rng = random.Random(int(os.environ.get("SEGSTREAM_TEST_FAULT_SEED", "20261123")))
     records = make_records(dataset.events, shuffle_seed=3, duplicate_fraction=DUPLICATES)
-    ids = dataset.event_ids
+    ids = dataset.event_keys
     client = redis_sync(config.redis)
     worker = _ready_worker(config, workers)
     # ~30 s of traffic: a restart takes ~6 s (imports, group join), so the kills land mid-stream.
@@ -155,7 +155,7 @@ def test_sigkill_at_random_points_several_times(config: WorkerConfig, dataset: D
 def test_redis_restart_mid_replay_with_aof(fault_stack: EmbeddedStack, config: WorkerConfig, dataset: Dataset,
                                            workers: list[WorkerProcess]) -> None:  # fmt: skip
     records = make_records(dataset.events, shuffle_seed=4, duplicate_fraction=DUPLICATES)
-    ids = dataset.event_ids
+    ids = dataset.event_keys
     client = redis_sync(config.redis)
     worker = _ready_worker(config, workers)
     producer = _background_produce(records, config, rate=600)
@@ -186,7 +186,7 @@ def test_redis_restart_mid_replay_with_aof(fault_stack: EmbeddedStack, config: W
 def test_redis_unreachable_at_worker_start(fault_stack: EmbeddedStack, config: WorkerConfig, dataset: Dataset,
                                            workers: list[WorkerProcess]) -> None:  # fmt: skip
     records = make_records(dataset.events, shuffle_seed=5, duplicate_fraction=DUPLICATES)
-    ids = dataset.event_ids
+    ids = dataset.event_keys
     produce(records, config.kafka, config.topics["transactions"])
     fault_stack.stop_service("redis")
     try:
@@ -215,7 +215,7 @@ def test_broker_unreachable_for_a_while(fault_stack: EmbeddedStack, config: Work
                                         workers: list[WorkerProcess]) -> None:  # fmt: skip
     records = make_records(dataset.events, shuffle_seed=6, duplicate_fraction=DUPLICATES)
     half = len(records) // 2
-    ids = dataset.event_ids
+    ids = dataset.event_keys
     client = redis_sync(config.redis)
     produce(records[:half], config.kafka, config.topics["transactions"])
     worker = _ready_worker(config, workers)
@@ -241,7 +241,7 @@ def test_broker_unreachable_for_a_while(fault_stack: EmbeddedStack, config: Work
 def test_two_workers_one_killed_during_rebalance(config: WorkerConfig, dataset: Dataset,
                                                  workers: list[WorkerProcess]) -> None:  # fmt: skip
     records = make_records(dataset.events, shuffle_seed=7, duplicate_fraction=DUPLICATES)
-    ids = dataset.event_ids
+    ids = dataset.event_keys
     client = redis_sync(config.redis)
     first = WorkerProcess(config, name="worker-a")
     second = WorkerProcess(config, name="worker-b")

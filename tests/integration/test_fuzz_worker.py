@@ -145,14 +145,14 @@ def _drawn_corpus(examples: int = 400) -> list[tuple[str, bytes | None, bytes | 
 _SKEW_MS = int(WorkerSettings().max_future_skew_s * 1000)  # the worker under test has the same environment
 
 
-def _classify(value: bytes | None) -> tuple[bool, str | None]:
+def _classify(value: bytes | None) -> tuple[bool, tuple[str, str] | None]:
     """(good, event_id) by the event contract, which includes the nesting limit, and by the worker's limit on
     how far ahead of its clock an event may be (drawn timestamps reach past 2100; none is near the limit)."""
     try:
         event = check_not_ahead(parse_event(value if value is not None else b""), int(time.time() * 1000), _SKEW_MS)
     except EventValidationError:
         return False, None
-    return True, event.event_id
+    return True, (event.event_id, event.customer_id)
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_fuzzed_payloads_dead_letter_or_score_and_the_worker_survives(worker: Wo
     assert len(good_ids) >= PER_FAMILY and len(bad) >= 3 * PER_FAMILY
     assert len(set(good_ids)) == len(good_ids)
     tail = [_valid(10**6 + i) for i in range(200)]  # plain traffic after the junk: must flow as usual
-    good_ids += [e["event_id"] for e in tail]
+    good_ids += [(e["event_id"], e["customer_id"]) for e in tail]
 
     worker.start()
     worker.wait_ready()
@@ -225,7 +225,7 @@ def test_fuzzed_payloads_dead_letter_or_score_and_the_worker_survives(worker: Wo
     assert oversized and all("too large" in x["error"] for x in oversized)
     # Every good one is scored.
     scored = {json.loads(v)["event_id"] for _, v in read_topic(config.kafka, config.topics["scored"])}
-    assert set(good_ids) <= scored
+    assert {eid for eid, _ in good_ids} <= scored
     reasons = Counter(x["error"].split(":")[0][:40] for x in letters)
     measured = {"sent": sent, "good": len(good_ids), "bad": len(bad), "settled_s": round(seconds, 1),
                 "families": Counter(f for f, *_ in items), "top_reasons": reasons.most_common(8)}  # fmt: skip

@@ -151,7 +151,7 @@ def test_worker_with_password_signed_bundles_and_hot_reload_refusals(
                           extra_env={**secrets, "SEGSTREAM_REDIS_PASSWORD": "wrong-password"})  # fmt: skip
     config.create_topics()
     events = dataset.events.head(600)
-    ids = events["event_id"].astype(str).tolist()
+    ids = list(zip(events["event_id"].astype(str), events["customer_id"].astype(str), strict=True))
     produce(make_records(events), config.kafka, config.topics["transactions"])
 
     # 1. Wrong password: the worker says so, stays up, processes and commits nothing.
@@ -194,7 +194,8 @@ def test_worker_with_password_signed_bundles_and_hot_reload_refusals(
         # Scoring goes on with the kept model.
         more = dataset.events.iloc[600:700]
         produce(make_records(more), config.kafka, config.topics["transactions"])
-        wait_drained(redis_sync(config.redis), config.prefix, more["event_id"].astype(str).tolist(), timeout=60)
+        more_keys = list(zip(more["event_id"].astype(str), more["customer_id"].astype(str), strict=True))
+        wait_drained(redis_sync(config.redis), config.prefix, more_keys, timeout=60)
         versions = {json.loads(v)["model_version"] for _, v in read_topic(config.kafka, config.topics["scored"])}
         assert versions == {"20990101T000000Z-0000000a"}
         # Positive control: a properly signed new bundle is swapped in.

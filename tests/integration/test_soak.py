@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from segstream.models.state_keys import KeySpace
 from tests.integration.conftest import StackHandle
 from tests.integration.faults_support import (
     Dataset,
@@ -69,7 +70,7 @@ def _soak(stack: StackHandle, dataset: Dataset, workdir: Path, *, n: int, custom
                           extra_env={"SEGSTREAM_REDIS_DEDUPE_TTL_S": str(ttl_s)})  # fmt: skip
     config.create_topics()
     client = redis_sync(config.redis)
-    markers = f"{config.prefix}:v1:e:*"
+    markers = f"{KeySpace(config.prefix).root}:{{*}}:e:*"
     worker = WorkerProcess(config)
     try:
         worker.start()
@@ -104,7 +105,7 @@ def _soak(stack: StackHandle, dataset: Dataset, workdir: Path, *, n: int, custom
         stop = time.monotonic()
         wait_until(lambda: _count(client, markers) == 0, ttl_s + 30, interval=1.0, what="dedupe markers to expire")
         expired_after = time.monotonic() - stop
-        customer_keys = _count(client, f"{config.prefix}:v1:c:*")
+        customer_keys = _count(client, KeySpace(config.prefix).customer_pattern)
         end_memory = client.info("memory")["used_memory"] / 2**20
         return {"events": n, "customers": customer_keys, "seconds": round(elapsed, 1),
                 "events_per_s": round(n / elapsed), "ttl_s": ttl_s, "markers_gone_after_s": round(expired_after, 1),

@@ -186,7 +186,7 @@ def test_dedupe_markers_expire(make_store):
         store = make_store()
         event = random_events(seed=5, n=1)[0]
         await store.apply([event])
-        ttl = await store._redis.ttl(store.keys.event(event.event_id))
+        ttl = await store._redis.ttl(store.keys.event(event.event_id, event.customer_id))
         assert 0 < ttl <= 7 * 24 * 3600
         await store.close()
 
@@ -194,15 +194,21 @@ def test_dedupe_markers_expire(make_store):
 
 
 def test_key_layout_is_pinned():
-    from segstream.streams.state.keys import KeySpace
+    from segstream.models.state_keys import KeySpace, key_slot
 
     keys = KeySpace("shop")
-    assert keys.customer("C1") == "shop:v1:c:C1"
-    assert keys.event("e1") == "shop:v1:e:e1"
-    assert keys.history("C1") == "shop:v1:h:C1"
-    assert (keys.sales, keys.watermark, keys.due, keys.forecast) == (
-        "shop:v1:sales",
-        "shop:v1:wm",
-        "shop:v1:due",
-        "shop:v1:forecast",
+    assert keys.shard_of("C1") == 3  # crc32("C1") % 16
+    assert keys.customer("C1") == "shop:v2:{s3.20}:c:C1"
+    assert keys.event("e1", "C1") == "shop:v2:{s3.20}:e:e1"  # in the shard of the event's customer
+    assert keys.history("C1") == "shop:v2:{s3.20}:h:C1"
+    assert (keys.sales(0), keys.watermark(15), keys.due(1), keys.sweep_lease(2)) == (
+        "shop:v2:{s0.10}:sales",
+        "shop:v2:{s15.42}:wm",
+        "shop:v2:{s1.13}:due",
+        "shop:v2:{s2.23}:sweep",
     )
+    assert keys.cap(3, "winback", 20000) == "shop:v2:{s3.20}:cap:20000:winback"
+    assert (keys.meta, keys.forecast) == ("shop:v2:meta", "shop:v2:forecast")
+    # Shard i's slot lies in the i-th sixteenth of the slots, so shards spread evenly over masters.
+    assert [key_slot(root) * 16 // 16384 for root in keys.shard_roots] == list(range(16))
+    assert KeySpace.customer_id_of(keys.customer("a:b{c}")) == "a:b{c}"

@@ -14,8 +14,8 @@ import redis
 from aiokafka.partitioner import DefaultPartitioner
 
 from segstream.models.bundle import current_version, promote
+from segstream.models.state_keys import KeySpace
 from segstream.streams.replay import records_from_frame, replay
-from segstream.streams.state.keys import KeySpace
 from tests.integration.worker_support import WorkerEnv, read_placed, read_topic, stop, trained, wait_until
 
 T0 = 1_735_689_600_000  # 2025-01-01

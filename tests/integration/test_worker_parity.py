@@ -38,6 +38,7 @@ def test_parity_after_shuffled_duplicated_replay_and_sigkill(embedded_stack, tmp
 
     records = records_from_frame(events, sort=False)
     unique_ids = [r["event_id"] for r in records]
+    keys = [(r["event_id"], r["customer_id"]) for r in records]
     rng = random.Random(5)
     rng.shuffle(records)
     duplicates = rng.sample(records, k=len(records) // 20)
@@ -51,16 +52,16 @@ def test_parity_after_shuffled_duplicated_replay_and_sigkill(embedded_stack, tmp
         t0 = time.perf_counter()
         sent = replay(records, env.kafka, env.topics["transactions"])
         assert sent.sent == len(records)
-        wait_until(lambda: done_count(client, env.prefix, unique_ids) >= len(unique_ids) * 0.3, 120,
+        wait_until(lambda: done_count(client, env.prefix, keys) >= len(unique_ids) * 0.3, 120,
                    "30% of the events done", first, env.log_text)  # fmt: skip
     finally:
         stop(first, signal.SIGKILL)
-    done_at_kill = done_count(client, env.prefix, unique_ids)
+    done_at_kill = done_count(client, env.prefix, keys)
     assert done_at_kill < len(unique_ids), "the worker finished before it was killed; nothing was tested"
 
     second = env.start_worker()
     try:
-        wait_until(lambda: done_count(client, env.prefix, unique_ids) == len(unique_ids), 180,
+        wait_until(lambda: done_count(client, env.prefix, keys) == len(unique_ids), 180,
                    "every event done after the restart", second, env.log_text)  # fmt: skip
         processed_s = time.perf_counter() - t0
         metrics = env.metrics()

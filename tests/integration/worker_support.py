@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,12 +171,22 @@ def read_placed(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> list
         consumer.close()
 
 
-def done_count(redis_client: Any, prefix: str, event_ids: list[str]) -> int:
-    """How many of the events the store has marked done ("2")."""
+def done_count(redis_client: Any, prefix: str, events: Sequence[tuple[str, str]], chunk: int = 5000) -> int:
+    """How many of the ``(event_id, customer_id)`` events the store has marked done ("2").
+
+    Markers live in the shard of the event's customer, so the customer is needed to find one; an MGET per
+    shard keeps each call in one slot (on a Redis Cluster too).
+    """
+    from segstream.models.state_keys import KeySpace
+
+    keys = KeySpace(prefix)
+    by_shard: dict[int, list[str]] = {}
+    for event_id, customer_id in events:
+        by_shard.setdefault(keys.shard_of(customer_id), []).append(keys.event(event_id, customer_id))
     total = 0
-    for start in range(0, len(event_ids), 5000):
-        keys = [f"{prefix}:v1:e:{e}" for e in event_ids[start : start + 5000]]
-        total += sum(1 for v in redis_client.mget(keys) if v in (b"2", "2"))
+    for shard_keys in by_shard.values():
+        for start in range(0, len(shard_keys), chunk):
+            total += sum(1 for v in redis_client.mget(shard_keys[start : start + chunk]) if v in (b"2", "2"))
     return total
 
 

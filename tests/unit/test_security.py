@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from segstream.models.errors import EventValidationError
 from segstream.models.events import MAX_ID_LENGTH, is_valid_customer_id, validate_payload
+from segstream.models.state_keys import KeySpace, key_slot
 from segstream.settings import Settings
-from segstream.streams.state.keys import KeySpace
 
 REPO = Path(__file__).resolve().parents[2]
 SECRETS = {
@@ -117,7 +117,9 @@ def test_every_accepted_id_stays_inside_its_customer_key(customer_id: str) -> No
     if not is_valid_customer_id(customer_id):
         return
     key = keys.customer(customer_id)
-    assert key == f"{keys.root}:c:{customer_id}"
+    root = keys.shard_roots[keys.shard_of(customer_id)]
+    assert key == f"{root}:c:{customer_id}"
+    assert key_slot(key) == key_slot(root)  # braces in an id cannot move the key out of its shard's slot
     # No whitespace or control characters: the key cannot break a protocol line or a log line.
     assert key.isprintable() and not any(ch.isspace() for ch in key)
     key.encode("utf-8")  # no lone surrogates: every accepted id is a valid Redis key
@@ -233,7 +235,7 @@ def test_dashboard_redis_wrapper_offers_reads_only() -> None:
     from segstream.dashboard.live_redis import ReadOnlyRedis
 
     public = {name for name in dir(ReadOnlyRedis) if not name.startswith("_")}
-    assert public <= {"ping", "get", "hgetall", "hget_many", "lrange", "scan", "close"}, public
+    assert public <= {"ping", "get", "get_many", "hgetall", "hgetall_many", "hget_many", "lrange", "scan", "close"}, public
 
 
 def test_dashboard_kafka_reader_joins_no_group() -> None:

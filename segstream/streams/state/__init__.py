@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from segstream.models.state_keys import DEFAULT_SHARDS
+from segstream.redis_clients import is_cluster_url
 from segstream.streams.state.base import (
     DEFAULT_DEDUPE_TTL_S,
     ApplyResult,
@@ -34,11 +36,18 @@ __all__ = [
 
 
 def open_store(
-    url: str, prefix: str = "segstream", dedupe_ttl_s: int = DEFAULT_DEDUPE_TTL_S, **client_kwargs: Any
+    url: str,
+    prefix: str = "segstream",
+    dedupe_ttl_s: int = DEFAULT_DEDUPE_TTL_S,
+    shards: int = DEFAULT_SHARDS,
+    **client_kwargs: Any,
 ) -> StateStore:
-    """A state store for ``redis://``/``rediss://`` (a real server) or ``memory://`` (in-process)."""
+    """A state store for ``redis://``/``rediss://`` (a real server), ``redis+cluster://`` (a Redis Cluster)
+    or ``memory://`` (in-process)."""
     if url.startswith("memory://"):
         return MemoryStateStore()
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisStateStore.from_url(url, prefix=prefix, dedupe_ttl_s=dedupe_ttl_s, **client_kwargs)
-    raise StateStoreError(f"unsupported state store URL {url!r}: use redis://, rediss:// or memory://")
+    if url.startswith(("redis://", "rediss://", "unix://")) or is_cluster_url(url):
+        return RedisStateStore.from_url(url, prefix=prefix, dedupe_ttl_s=dedupe_ttl_s, shards=shards, **client_kwargs)
+    raise StateStoreError(
+        f"unsupported state store URL {url!r}: use redis://, rediss://, redis+cluster:// or memory://"
+    )

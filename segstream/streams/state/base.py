@@ -21,9 +21,9 @@ from typing import Protocol
 from segstream.models.changes import change_id
 from segstream.models.errors import SegstreamError
 from segstream.models.events import Event
+from segstream.models.state_keys import KEY_FORMAT_VERSION  # noqa: F401 - re-exported
 
 # Bump when the key layout or a stored field changes; pinned by a golden test.
-KEY_FORMAT_VERSION = 1
 DEFAULT_DEDUPE_TTL_S = 7 * 24 * 3600
 HISTORY_LENGTH = 20
 
@@ -167,6 +167,11 @@ class StateStore(Protocol):
 
     async def due_for_check(self, as_of_ms: int, limit: int) -> list[str]:
         """Customers whose next inactivity check time is at or before ``as_of_ms``."""
+        ...
+
+    async def claim_due(self, as_of_ms: int, limit: int) -> list[str]:
+        """Like :meth:`due_for_check`, but only customers this worker is to sweep: however many workers run,
+        each due customer is swept by one (the holder of its shard's sweep lease)."""
         ...
 
     async def watermark(self) -> int:

@@ -75,9 +75,12 @@ local function customer_row(h, net, qty, as_of)
 end
 """
 
-# ARGV: root, ttl, JSON array [event_id, customer_id, ts_ms, cents, event_id, ...] (one argument: encoding
-# four arguments per event was ~10 us/event of client time).
-# Returns {watermark, {delivery per event}, {customer_id, row, customer_id, row, ...}}.
+# One shard's part of a batch. KEYS: the shard's watermark, then its C customer hashes, then one dedupe
+# marker per event. ARGV: ttl, the batch's as-of time (the worker's watermark: the largest event time it
+# knows, this batch's included), C, JSON array [customer index 1..C, ts_ms, cents, ...] in event order (one
+# argument: encoding three arguments per event was ~10 us/event of client time).
+# Returns {stored shard watermark, {delivery per event}, {customer index, row, customer index, row, ...}};
+# the rows are as of the given as-of time, so every shard of a batch answers as of the same time.
 # Events are grouped per customer first, so each customer costs one HGETALL and one HSET however many of
 # its events the batch holds (measured: ~12 calls per event before, 46 us/event; see the bench).
 # Each stored field is visited once: window sums, the touched days' stored values and stale-day candidates
@@ -92,28 +95,29 @@ local FAST_GAP = {FAST_GAP_DAYS}
 """
     + """
 local floor, byte, sub = math.floor, string.byte, string.sub
-local root, ttl = ARGV[1], tonumber(ARGV[2])
-local ev = cjson.decode(ARGV[3])
-local wm = tonumber(redis.call('GET', root .. ':wm') or '0')
+local ttl, wm, ncust = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ev = cjson.decode(ARGV[4])
+local stored_wm = tonumber(redis.call('GET', KEYS[1]) or '0')
 local deliveries = {}
 local order, pending = {}, {}
-for i = 1, #ev, 4 do
-  local eid, cid, ts = ev[i], ev[i + 1], ev[i + 2]
-  if ts > wm then wm = ts end
-  if not pending[cid] then pending[cid] = {}; order[#order + 1] = cid end
-  local marker_key = root .. ':e:' .. eid
+local marker = 1 + ncust
+for i = 1, #ev, 3 do
+  local ci, ts = ev[i], ev[i + 1]
+  if not pending[ci] then pending[ci] = {}; order[#order + 1] = ci end
+  marker = marker + 1
+  local marker_key = KEYS[marker]
   if redis.call('SET', marker_key, '1', 'NX', 'EX', ttl) then
     deliveries[#deliveries + 1] = 1
-    local list = pending[cid]
+    local list = pending[ci]
     list[#list + 1] = ts
-    list[#list + 1] = ev[i + 3]
+    list[#list + 1] = ev[i + 2]
   else
     deliveries[#deliveries + 1] = tonumber(redis.call('GET', marker_key)) + 1
   end
 end
-redis.call('SET', root .. ':wm', fmt(wm))
+if wm > stored_wm then redis.call('SET', KEYS[1], fmt(wm)) end
 -- A day counts in window w when day > lows[w]. A customer's horizon (its latest event's day - RETENTION) is
--- at or below cut, since its latest event is no later than the watermark.
+-- at or below its cut (the later of the as-of day and its latest event's day, less RETENTION).
 local as_of_day = floor(wm / DAY_MS)
 local lows = {}
 for w = 1, NW do lows[w] = as_of_day - WINDOWS[w] end
@@ -136,9 +140,9 @@ local function add_to_windows(sums, day, cents, count)
     end
   end
 end
-for _, cid in ipairs(order) do
-  local key = root .. ':c:' .. cid
-  local list = pending[cid]
+for _, ci in ipairs(order) do
+  local key = KEYS[1 + ci]
+  local list = pending[ci]
   -- the new events per day; the stored buckets of those days are added below
   local net, qty, touched = {}, {}, {}
   local batch_lt
@@ -166,7 +170,8 @@ for _, cid in ipairs(order) do
   if not old_lt then
     fast, wd = true, as_of_day
   elseif wd and tonumber(h['wc']) == tonumber(h['p'] or 0) + tonumber(h['r'] or 0)
-      and as_of_day - wd <= FAST_GAP and floor(new_lt / DAY_MS) - floor(old_lt / DAY_MS) <= FAST_GAP then
+      and as_of_day >= wd and as_of_day - wd <= FAST_GAP
+      and floor(new_lt / DAY_MS) - floor(old_lt / DAY_MS) <= FAST_GAP then
     fast = true
   end
   if fast then
@@ -215,6 +220,8 @@ for _, cid in ipairs(order) do
     -- looked at twice.
     local flat = redis.call('HGETALL', key)
     local maybe_stale = {}
+    local cut = cut
+    if old_lt and floor(old_lt / DAY_MS) > as_of_day then cut = floor(old_lt / DAY_MS) - RETENTION end
     h = {}
     for k = 1, 2 * NW do sums[k] = 0 end
     for i = 1, #flat, 2 do
@@ -282,44 +289,45 @@ for _, cid in ipairs(order) do
   end
   if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
   if new_lt then
-    customers[#customers + 1] = cid
+    customers[#customers + 1] = ci
     customers[#customers + 1] = aggregate_row(h, sums)
   end
 end
-return {wm, deliveries, customers}
+return {stored_wm, deliveries, customers}
 """
 )
 
-# ARGV: root, as_of (or -1 for the watermark), customer ids... Returns {as_of, {cid, row, ...}}.
+# KEYS: customer hashes (one shard's). ARGV: as_of. Returns {customer index, row, ...} for those that exist.
 VIEW = (
     _HELPERS
     + """
-local root = ARGV[1]
-local as_of = tonumber(ARGV[2])
-if as_of < 0 then as_of = tonumber(redis.call('GET', root .. ':wm') or '0') end
+local as_of = tonumber(ARGV[1])
 local customers = {}
-for i = 3, #ARGV do
-  local h, net, qty = parse_customer(redis.call('HGETALL', root .. ':c:' .. ARGV[i]))
+for i = 1, #KEYS do
+  local h, net, qty = parse_customer(redis.call('HGETALL', KEYS[i]))
   if h['ft'] then
-    customers[#customers + 1] = ARGV[i]
+    customers[#customers + 1] = i
     customers[#customers + 1] = customer_row(h, net, qty, as_of)
   end
 end
-return {as_of, customers}
+return customers
 """
 )
 
-# ARGV: root, ttl, history length, JSON {segments, changes, sales, done, due, cooldowns, caps}.
+# One shard's part of a finalize. KEYS: the shard's sales hash and due set, then every customer hash,
+# history list, dedupe marker and cap set the batch names (each once). ARGV: ttl, history length, JSON
+# {segments: [[key, sg, sp, sn, sv, sa, sd]], changes: [[key, entry]], sales: [[marker, day, segment, cents]],
+# done: [marker], due: [[customer id, at]], cooldowns: [[key, campaign, at]], caps: [[key, [trigger ids]]]},
+# where a key or marker is an index into KEYS.
 FINALIZE = """
 local function fmt(x) return string.format('%d', x) end
-local root, ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local batch = cjson.decode(ARGV[4])
-for cid, rec in pairs(batch['segments']) do
-  local key = root .. ':c:' .. cid
-  redis.call('HSET', key, 'sg', rec[1], 'sp', rec[2], 'sn', rec[3], 'sv', rec[4], 'sa', rec[5], 'sd', rec[6])
+local ttl, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
+local batch = cjson.decode(ARGV[3])
+for _, rec in ipairs(batch['segments']) do
+  redis.call('HSET', KEYS[rec[1]], 'sg', rec[2], 'sp', rec[3], 'sn', rec[4], 'sv', rec[5], 'sa', rec[6], 'sd', rec[7])
 end
 for _, change in ipairs(batch['changes']) do
-  local key = root .. ':h:' .. change[1]
+  local key = KEYS[change[1]]
   redis.call('LPUSH', key, change[2])
   redis.call('LTRIM', key, 0, keep - 1)
 end
@@ -336,30 +344,40 @@ local function count_sale(sale)
   end
 end
 local marked = {}
-for _, eid in ipairs(batch['done']) do
-  local before = redis.call('SET', root .. ':e:' .. eid, '2', 'EX', ttl, 'GET')
-  marked[eid] = true
-  local sale = sale_of[eid]
+for _, m in ipairs(batch['done']) do
+  local before = redis.call('SET', KEYS[m], '2', 'EX', ttl, 'GET')
+  marked[m] = true
+  local sale = sale_of[m]
   if sale and before ~= '2' then count_sale(sale) end
 end
 for _, sale in ipairs(batch['sales']) do
-  if not marked[sale[1]] and redis.call('GET', root .. ':e:' .. sale[1]) ~= '2' then count_sale(sale) end
+  if not marked[sale[1]] and redis.call('GET', KEYS[sale[1]]) ~= '2' then count_sale(sale) end
 end
 for _, f in ipairs(fields) do
-  redis.call('HINCRBY', root .. ':sales', f, fmt(totals[f]))
+  redis.call('HINCRBY', KEYS[1], f, fmt(totals[f]))
 end
-for cid, at in pairs(batch['due']) do
-  redis.call('ZADD', root .. ':due', at, cid)
+for _, d in ipairs(batch['due']) do
+  redis.call('ZADD', KEYS[2], d[2], d[1])
 end
 -- Campaign decisions, in the same atomic step as the segment records they were made from.
-for _, c in ipairs(batch['cooldowns'] or {}) do
-  redis.call('HSET', root .. ':c:' .. c[1], 'k.' .. c[2], fmt(c[3]))
+for _, c in ipairs(batch['cooldowns']) do
+  redis.call('HSET', KEYS[c[1]], 'k.' .. c[2], fmt(c[3]))
 end
--- A set of trigger ids per (day, campaign): a retried finalize adds nothing twice. Kept 3 days.
-for _, c in ipairs(batch['caps'] or {}) do
-  local key = root .. ':cap:' .. c[1]
-  redis.call('SADD', key, unpack(c[2]))
-  redis.call('EXPIRE', key, 259200)
+-- A set of trigger ids per (shard, day, campaign): a retried finalize adds nothing twice. Kept 3 days.
+for _, c in ipairs(batch['caps']) do
+  redis.call('SADD', KEYS[c[1]], unpack(c[2]))
+  redis.call('EXPIRE', KEYS[c[1]], 259200)
 end
 return #batch['done']
+"""
+
+# KEYS: a shard's sweep lease. ARGV: owner, lease ms. Takes the lease when free or renews it when ours:
+# exactly one worker sweeps a shard at a time, and a dead worker's shards pass on when its lease runs out.
+CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
 """

@@ -99,6 +99,10 @@ class MemoryStateStore:
         due = sorted((at, cid) for cid, at in self._due.items() if at <= as_of_ms)
         return [cid for _, cid in due[:limit]]
 
+    async def claim_due(self, as_of_ms: int, limit: int) -> list[str]:
+        """One process holds everything: the same as :meth:`due_for_check`."""
+        return await self.due_for_check(as_of_ms, limit)
+
     async def watermark(self) -> int:
         """The largest event time folded in so far."""
         return self._watermark

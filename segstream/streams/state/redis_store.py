@@ -1,17 +1,31 @@
-"""The Redis state store: each batch is one Lua call to apply and one to finalize."""
+"""The Redis state store: each batch is one Lua call per shard it touches to apply, and one to finalize.
+
+A shard's keys share one hash slot (see :mod:`segstream.models.state_keys`), so every script declares all
+its keys and the same code runs on one Redis (the calls go in one pipeline) and on Redis Cluster (each
+call goes to the master of its slot, concurrently).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
+import os
+import socket
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from segstream.models.customer_state import AggregateRow
 from segstream.models.events import Event
 from segstream.models.features import AGGREGATE_FIELDS
+from segstream.models.state_keys import DEFAULT_SHARDS, KEY_FORMAT_VERSION, KeySpace
+from segstream.redis_clients import async_client
 from segstream.streams.state import lua
 from segstream.streams.state.base import (
     DEFAULT_DEDUPE_TTL_S,
@@ -22,55 +36,184 @@ from segstream.streams.state.base import (
     Delivery,
     Finalization,
     SegmentRecord,
+    StateStoreError,
 )
 from segstream.streams.state.dedupe import mark_repeats_in_batch
-from segstream.streams.state.keys import KeySpace
 
 _DELIVERIES: dict[int, Delivery] = {d.value: d for d in Delivery}  # what Lua's 1, 2, 3 mean
+DEFAULT_SWEEP_LEASE_MS = 30_000
+
+
+class _Script:
+    """A Lua script run by SHA, loaded again on NOSCRIPT (a restarted server or a promoted replica)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+
+
+class _Keys:
+    """The KEYS of one script call: each key once, addressed by its 1-based index."""
+
+    def __init__(self, *fixed: str) -> None:
+        self.keys: list[str] = list(fixed)
+        self._index: dict[str, int] = {k: i + 1 for i, k in enumerate(fixed)}
+
+    def __call__(self, key: str) -> int:
+        index = self._index.get(key)
+        if index is None:
+            self.keys.append(key)
+            index = self._index[key] = len(self.keys)
+        return index
 
 
 class RedisStateStore:
-    """:class:`~segstream.streams.state.base.StateStore` on a real Redis server."""
+    """:class:`~segstream.streams.state.base.StateStore` on a real Redis server or a Redis Cluster."""
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | RedisCluster,
         prefix: str = "segstream",
         dedupe_ttl_s: int = DEFAULT_DEDUPE_TTL_S,
+        shards: int = DEFAULT_SHARDS,
+        sweep_lease_ms: int = DEFAULT_SWEEP_LEASE_MS,
     ) -> None:
         self._redis = client
-        self.keys = KeySpace(prefix)
+        self._cluster = isinstance(client, RedisCluster)
+        self.keys = KeySpace(prefix, shards)
         self._ttl = dedupe_ttl_s
-        self._apply = client.register_script(lua.APPLY)
-        self._view = client.register_script(lua.VIEW)
-        self._finalize = client.register_script(lua.FINALIZE)
+        self._lease_ms = sweep_lease_ms
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._apply = _Script(lua.APPLY)
+        self._view = _Script(lua.VIEW)
+        self._finalize = _Script(lua.FINALIZE)
+        self._claim = _Script(lua.CLAIM)
+        self._checked = False
+        # The largest event time this store has seen or been told of by a shard: the as-of time of its next
+        # batch (with one worker exactly the largest event time folded in, as v1's global watermark was).
+        self._known_wm = 0
+        # event id -> customer id of events applied but not yet finalized: finalize marks them done in the
+        # shard of their customer.
+        self._customer_of: dict[str, str] = {}
+        self._finalized: dict[str, str] = {}
 
     @classmethod
     def from_url(
-        cls, url: str, prefix: str = "segstream", dedupe_ttl_s: int = DEFAULT_DEDUPE_TTL_S, **client_kwargs: Any
+        cls,
+        url: str,
+        prefix: str = "segstream",
+        dedupe_ttl_s: int = DEFAULT_DEDUPE_TTL_S,
+        shards: int = DEFAULT_SHARDS,
+        **client_kwargs: Any,
     ) -> RedisStateStore:
-        """Connect lazily to ``redis://`` or ``rediss://`` (auth and TLS in ``client_kwargs``)."""
-        return cls(aioredis.from_url(url, **client_kwargs), prefix=prefix, dedupe_ttl_s=dedupe_ttl_s)
+        """Connect lazily to ``redis://``, ``rediss://`` or ``redis+cluster://`` (auth, TLS in ``client_kwargs``)."""
+        return cls(async_client(url, **client_kwargs), prefix=prefix, dedupe_ttl_s=dedupe_ttl_s, shards=shards)
+
+    # -- running scripts ---------------------------------------------------------------------------------
+
+    async def _check_layout(self) -> None:
+        """Record the layout on first use, or refuse a store written with another shard count."""
+        if self._checked:
+            return
+        meta = self.keys.meta
+        await self._redis.hsetnx(meta, "layout", str(KEY_FORMAT_VERSION))
+        await self._redis.hsetnx(meta, "shards", str(self.keys.shards))
+        stored = await self._redis.hget(meta, "shards")
+        if stored is not None and int(stored) != self.keys.shards:
+            raise StateStoreError(
+                f"the state under {self.keys.root!r} has {int(stored)} shards, this worker is set to "
+                f"{self.keys.shards}: set SEGSTREAM_REDIS_SHARDS={int(stored)}"
+            )
+        await self.watermark()  # a restarted worker scores as of the stored watermark, not its first batch
+        self._checked = True
+
+    async def _run(self, calls: Sequence[tuple[_Script, list[str], list[Any]]]) -> list[Any]:
+        """Run script calls (each with its keys in one slot) and return their replies in order."""
+        await self._check_layout()
+        if not calls:
+            return []
+        if self._cluster:
+            return list(await asyncio.gather(*(self._run_one(s, k, a) for s, k, a in calls)))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for script, keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):
+                script, keys, args = calls[i]
+                replies[i] = await self._run_one(script, keys, args)
+            elif isinstance(reply, Exception):
+                raise reply
+        return list(replies)
+
+    async def _run_one(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self._redis.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # EVAL caches the script on the node that runs it (SCRIPT LOAD would go elsewhere on a cluster).
+            return await self._redis.eval(script.source, len(keys), *keys, *args)
+
+    # -- the batch path ----------------------------------------------------------------------------------
 
     async def apply(self, events: Sequence[Event]) -> ApplyResult:
         """Fold a batch in; see :class:`~segstream.streams.state.base.StateStore`."""
         unique, repeats = mark_repeats_in_batch(events)
-        flat_events: list[str | int] = []
+        as_of = max([self._known_wm, *(e.ts_ms for e in unique)])
+        by_shard: dict[int, list[Event]] = {}
+        shard_of = self.keys.shard_of
         for event in unique:
-            flat_events += (event.event_id, event.customer_id, event.ts_ms, event.amount_cents)
-        watermark, deliveries, flat = await self._apply(args=[self.keys.root, self._ttl, orjson.dumps(flat_events)])
-        # A dict lookup, not Delivery(d): the enum's call was ~0.4 us per event.
-        merged = [_DELIVERIES[int(d)] for d in deliveries]  # one per unique event
-        if repeats:
-            of_unique = iter(merged)
-            merged = [Delivery.DONE if i in repeats else next(of_unique) for i in range(len(events))]
-        return ApplyResult(merged, int(watermark), _views(flat))
+            by_shard.setdefault(shard_of(event.customer_id), []).append(event)
+            self._customer_of[event.event_id] = event.customer_id
+        calls, customers_of_call, events_of_call = [], [], []
+        root_of = self.keys.shard_roots
+        for shard, shard_events in by_shard.items():
+            root = root_of[shard]
+            index: dict[str, int] = {}
+            flat: list[int] = []
+            for e in shard_events:
+                ci = index.setdefault(e.customer_id, len(index) + 1)
+                flat += (ci, e.ts_ms, e.amount_cents)
+            keys = [f"{root}:wm", *(f"{root}:c:{cid}" for cid in index)]
+            keys += [f"{root}:e:{e.event_id}" for e in shard_events]
+            calls.append((self._apply, keys, [self._ttl, as_of, len(index), orjson.dumps(flat)]))
+            customers_of_call.append(list(index))
+            events_of_call.append(shard_events)
+        replies = await self._run(calls)
+        delivered: dict[str, Delivery] = {}
+        views: dict[str, CustomerView] = {}
+        stored_wm = as_of
+        for (wm, deliveries, rows), cids, shard_events in zip(replies, customers_of_call, events_of_call, strict=True):
+            stored_wm = max(stored_wm, int(wm))
+            for e, d in zip(shard_events, deliveries, strict=True):
+                # A dict lookup, not Delivery(d): the enum's call was ~0.4 us per event.
+                delivered[e.event_id] = _DELIVERIES[int(d)]
+            views.update(_views(rows, cids))
+        self._known_wm = stored_wm
+        merged = [Delivery.DONE if i in repeats else delivered[e.event_id] for i, e in enumerate(events)]
+        return ApplyResult(merged, as_of, views)
 
     async def finalize(self, batch: Finalization) -> None:
         """Write segments, changes and sales, then mark the batch's events done."""
-        payload = {
-            "segments": {
-                cid: [
+        keys = self.keys
+        parts: dict[int, tuple[_Keys, dict[str, list[Any]]]] = {}
+
+        def part(shard: int) -> tuple[_Keys, dict[str, list[Any]]]:
+            found = parts.get(shard)
+            if found is None:
+                found = parts[shard] = (
+                    _Keys(keys.sales(shard), keys.due(shard)),
+                    {k: [] for k in ("segments", "changes", "sales", "done", "due", "cooldowns", "caps")},
+                )
+            return found
+
+        def of_customer(cid: str) -> tuple[_Keys, dict[str, list[Any]]]:
+            return part(keys.shard_of(cid))
+
+        for cid, r in batch.segments.items():
+            k, p = of_customer(cid)
+            p["segments"].append(
+                [
+                    k(keys.customer(cid)),
                     _opt(r.segment),
                     _opt(r.pending),
                     str(r.pending_count),
@@ -78,69 +221,135 @@ class RedisStateStore:
                     str(r.scored_as_of_ms),
                     str(r.pending_since_ms),
                 ]
-                for cid, r in batch.segments.items()
-            },
-            "changes": [[c.customer_id, orjson.dumps(c.history_entry()).decode()] for c in batch.changes],
-            "sales": [list(s) for s in batch.sales],
-            "done": list(batch.done_event_ids),
-            "due": {cid: int(at) for cid, at in batch.next_check_ms.items()},
-            "cooldowns": [[cid, campaign, int(at)] for (cid, campaign), at in batch.cooldowns.items()],
-            "caps": [[f"{day}:{campaign}", list(ids)] for (campaign, day), ids in batch.caps.items()],
-        }
-        # cjson turns an empty object into an empty array and back; both iterate the same in Lua.
-        await self._finalize(args=[self.keys.root, self._ttl, HISTORY_LENGTH, orjson.dumps(payload)])
+            )
+        for c in batch.changes:
+            k, p = of_customer(c.customer_id)
+            p["changes"].append([k(keys.history(c.customer_id)), orjson.dumps(c.history_entry()).decode()])
+        for event_id, day, segment, cents in batch.sales:
+            cid = self._customer(event_id)
+            k, p = of_customer(cid)
+            p["sales"].append([k(keys.event(event_id, cid)), day, segment, cents])
+        for event_id in batch.done_event_ids:
+            cid = self._customer(event_id)
+            k, p = of_customer(cid)
+            p["done"].append(k(keys.event(event_id, cid)))
+        for cid, at in batch.next_check_ms.items():
+            of_customer(cid)[1]["due"].append([cid, int(at)])
+        for (cid, campaign), at in batch.cooldowns.items():
+            k, p = of_customer(cid)
+            p["cooldowns"].append([k(keys.customer(cid)), campaign, int(at)])
+        for (campaign, day), ids in batch.caps.items():
+            per_shard: dict[int, list[str]] = {}
+            for trigger_id in ids:
+                # A trigger id starts with nothing of its customer: shard the cap set by the trigger id.
+                per_shard.setdefault(keys.shard_of(trigger_id), []).append(trigger_id)
+            for shard, shard_ids in per_shard.items():
+                k, p = part(shard)
+                p["caps"].append([k(keys.cap(shard, campaign, day)), shard_ids])
+        calls = [
+            (self._finalize, k.keys, [self._ttl, HISTORY_LENGTH, orjson.dumps(payload)])
+            for k, payload in parts.values()
+        ]
+        await self._run(calls)
+        if batch.done_event_ids:
+            # Kept for one more finalize, so a finalize retried after it succeeded still finds its shards.
+            self._finalized = {e: self._customer_of.pop(e, None) or self._customer(e) for e in batch.done_event_ids}
+
+    def _customer(self, event_id: str) -> str:
+        cid = self._customer_of.get(event_id) or self._finalized.get(event_id)
+        if cid is None:
+            raise StateStoreError(f"finalize names event {event_id!r}, which this store did not apply")
+        return cid
+
+    # -- reads -------------------------------------------------------------------------------------------
 
     async def view(self, customer_ids: Sequence[str], as_of_ms: int | None = None) -> dict[str, CustomerView]:
         """Current views of some customers as of T (default: the watermark)."""
         if not customer_ids:
             return {}
-        _, flat = await self._view(args=[self.keys.root, -1 if as_of_ms is None else as_of_ms, *customer_ids])
-        return _views(flat)
+        as_of = await self.watermark() if as_of_ms is None else as_of_ms
+        by_shard: dict[int, list[str]] = {}
+        for cid in dict.fromkeys(customer_ids):
+            by_shard.setdefault(self.keys.shard_of(cid), []).append(cid)
+        groups = list(by_shard.values())
+        calls = [(self._view, [self.keys.customer(c) for c in cids], [as_of]) for cids in groups]
+        views: dict[str, CustomerView] = {}
+        for rows, cids in zip(await self._run(calls), groups, strict=True):
+            views.update(_views(rows, cids))
+        return views
 
     async def campaign_memory(
         self, customer_ids: Sequence[str], campaigns: Sequence[str], days: Sequence[int]
     ) -> CampaignMemory:
         """When each of these customers last got each campaign, and each campaign's triggers on these days.
 
-        One pipelined round trip: an HMGET of the ``k.<campaign>`` fields per customer, an SCARD per day cap.
+        An HMGET of the ``k.<campaign>`` fields per customer and an SCARD per shard and day cap, pipelined.
         """
         memory = CampaignMemory()
         if not customer_ids or not campaigns:
             return memory
         fields = [f"k.{c}" for c in campaigns]
         pairs = [(c, d) for c in campaigns for d in days]
+        shards = range(self.keys.shards)
         async with self._redis.pipeline(transaction=False) as pipe:
             for cid in customer_ids:
                 pipe.hmget(self.keys.customer(cid), fields)
             for campaign, day in pairs:
-                pipe.scard(self.keys.cap(campaign, day))
+                for shard in shards:
+                    pipe.scard(self.keys.cap(shard, campaign, day))
             replies = await pipe.execute()
         for cid, values in zip(customer_ids, replies, strict=False):
             for campaign, value in zip(campaigns, values, strict=True):
                 if value is not None:
                     memory.last_fired_ms[(cid, campaign)] = int(value)
-        for (campaign, day), count in zip(pairs, replies[len(customer_ids) :], strict=True):
+        counts = replies[len(customer_ids) :]
+        for i, (campaign, day) in enumerate(pairs):
+            count = sum(int(c) for c in counts[i * len(shards) : (i + 1) * len(shards)])
             if count:
-                memory.fired_per_day[(campaign, day)] = int(count)
+                memory.fired_per_day[(campaign, day)] = count
         return memory
 
+    async def _due(self, shards: Sequence[int], as_of_ms: int, limit: int) -> list[str]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in shards:
+                pipe.zrangebyscore(self.keys.due(shard), "-inf", as_of_ms, start=0, num=limit, withscores=True)
+            replies = await pipe.execute()
+        due = sorted((float(at), _text(c)) for reply in replies for c, at in reply)
+        return [cid for _, cid in due[:limit]]
+
     async def due_for_check(self, as_of_ms: int, limit: int) -> list[str]:
-        """Customers whose next inactivity check is due."""
-        found = await self._redis.zrangebyscore(self.keys.due, "-inf", as_of_ms, start=0, num=limit)
-        # Without WITHSCORES the reply is plain members.
-        return [_text(c) for c in found if isinstance(c, bytes | str)]
+        """Customers whose next inactivity check is due, over every shard, earliest first."""
+        return await self._due(range(self.keys.shards), as_of_ms, limit)
+
+    async def claim_due(self, as_of_ms: int, limit: int) -> list[str]:
+        """Due customers of the shards whose sweep lease this store holds (taking free leases first)."""
+        shards = range(self.keys.shards)
+        calls = [(self._claim, [self.keys.sweep_lease(s)], [self._owner, self._lease_ms]) for s in shards]
+        held = [s for s, got in zip(shards, await self._run(calls), strict=True) if int(got)]
+        return await self._due(held, as_of_ms, limit) if held else []
 
     async def watermark(self) -> int:
-        """The largest event time folded in so far."""
-        value = await self._redis.get(self.keys.watermark)
-        return int(value) if value is not None else 0
+        """The largest event time folded in so far, over every shard."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.keys.shards):
+                pipe.get(self.keys.watermark(shard))
+            values = await pipe.execute()
+        wm = max([0, *(int(v) for v in values if v is not None)])
+        self._known_wm = max(self._known_wm, wm)
+        return wm
 
     async def daily_sales(self) -> dict[int, dict[str, int]]:
-        """Streamed sales in cents per UTC day."""
+        """Streamed sales in cents per UTC day, summed over the shards."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.keys.shards):
+                pipe.hgetall(self.keys.sales(shard))
+            replies = await pipe.execute()
         out: dict[int, dict[str, int]] = {}
-        for field, cents in (await self._redis.hgetall(self.keys.sales)).items():
-            day, _, series = _text(field).partition(":")
-            out.setdefault(int(day), {})[series] = int(cents)
+        for reply in replies:
+            for field, cents in reply.items():
+                day, _, series = _text(field).partition(":")
+                totals = out.setdefault(int(day), {})
+                totals[series] = totals.get(series, 0) + int(cents)
         return out
 
     async def history(self, customer_id: str) -> list[dict[str, object]]:
@@ -156,12 +365,11 @@ class RedisStateStore:
         await self._redis.aclose()
 
 
-def _views(flat: list[Any]) -> dict[str, CustomerView]:
+def _views(flat: list[Any], customer_ids: Sequence[str]) -> dict[str, CustomerView]:
     views: dict[str, CustomerView] = {}
     n = len(AGGREGATE_FIELDS)
     for i in range(0, len(flat), 2):
-        cid, row = flat[i], flat[i + 1]
-        cid = cid.decode() if isinstance(cid, bytes) else cid
+        cid, row = customer_ids[int(flat[i]) - 1], flat[i + 1]
         # Lua integers arrive as ints already; the segment fields are strings, and int() takes bytes too.
         sg, sp, sn, sv, sa, sd = row[n:]
         record = SegmentRecord(

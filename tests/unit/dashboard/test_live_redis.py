@@ -14,11 +14,11 @@ DAY = 86_400_000
 
 def test_the_wrapper_offers_read_commands_only():
     public = {name for name in dir(ReadOnlyRedis) if not name.startswith("_")}
-    assert public == {"ping", "get", "hgetall", "hget_many", "lrange", "scan", "close"}
+    assert public == {"ping", "get", "get_many", "hgetall", "hgetall_many", "hget_many", "lrange", "scan", "close"}
 
 
 def _stored_hash(state: CustomerState) -> dict[str, str]:
-    """The customer hash as the worker's APPLY script leaves it (layout v1, see streams/state/lua.py)."""
+    """The customer hash as the worker's APPLY script leaves it (layout v2, see streams/state/lua.py)."""
     raw = {"ft": state.first_ts, "lt": state.last_ts, "p": state.purchases, "g": state.gross_cents,
            "n": state.net_cents, "r": state.returns, "rc": state.returns_cents, "sg": 2, "sv": "v1"}  # fmt: skip
     if state.first_purchase_ts != NO_TIMESTAMP:
