@@ -235,7 +235,8 @@ def test_dashboard_redis_wrapper_offers_reads_only() -> None:
     from segstream.dashboard.live_redis import ReadOnlyRedis
 
     public = {name for name in dir(ReadOnlyRedis) if not name.startswith("_")}
-    assert public <= {"ping", "get", "get_many", "hgetall", "hgetall_many", "hget_many", "lrange", "scan", "close"}, public
+    reads = {"ping", "get", "get_many", "hgetall", "hgetall_many", "hget_many", "lrange", "scan", "close"}
+    assert public <= reads, public
 
 
 def test_dashboard_kafka_reader_joins_no_group() -> None:
