@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from segstream.redis_clients import is_cluster_url, sync_client
 from segstream.settings import KafkaSettings, ModelSettings, RedisSettings, Settings, TopicSettings, redact_url
 
 __all__ = [
@@ -206,7 +207,11 @@ def _redis_ping(redis_settings: RedisSettings, timeout: float) -> None:
 
     kwargs = redis_settings.client_kwargs()
     kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0)
-    client = redis.Redis.from_url(redis_settings.url, retry=Retry(NoBackoff(), 0), **kwargs)
+    if is_cluster_url(redis_settings.url):
+        kwargs.pop("health_check_interval", None)
+        client = sync_client(redis_settings.url, **kwargs)
+    else:
+        client = redis.Redis.from_url(redis_settings.url, retry=Retry(NoBackoff(), 0), **kwargs)
     try:
         client.ping()
     finally:
@@ -231,7 +236,7 @@ def _redis_failure(exc: BaseException, where: str) -> tuple[str, str]:
     if isinstance(exc, ValueError):  # from_url: unknown scheme or a malformed URL
         return (
             f"bad SEGSTREAM_REDIS_URL {where}: {_one_line(exc)}",
-            "use a redis://, rediss:// or unix:// URL in SEGSTREAM_REDIS_URL",
+            "use a redis://, rediss://, unix:// or redis+cluster:// URL in SEGSTREAM_REDIS_URL",
         )
     return f"error at {where}: {type(exc).__name__}: {_one_line(exc)}", _REDIS_FIX
 

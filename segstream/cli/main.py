@@ -22,6 +22,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "segstream.cli.campaigns",
     "segstream.cli.config",
     "segstream.cli.doctor",
+    "segstream.cli.state",
     "segstream.cli.stack",
     "segstream.cli.stream",
     "segstream.cli.dead_letters",

@@ -110,7 +110,7 @@ def make_topic(kafka_settings: KafkaSettings, request: pytest.FixtureRequest) ->
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A session-wide 3-master / 3-replica Redis Cluster on loopback (a ``RedisClusterHandle``)."""
-    from tests.integration.redis_cluster import start_redis_cluster
+    from segstream.embedded.redis_cluster import start_redis_cluster
 
     handle = start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
     try:

@@ -9,7 +9,7 @@ import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from tests.integration.redis_cluster import RedisClusterHandle
+from segstream.embedded.redis_cluster import RedisClusterHandle
 
 
 @pytest.fixture

