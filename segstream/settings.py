@@ -340,6 +340,9 @@ class WorkerSettings(BaseSettings):
     # Failpoint for fault tests only: SIGKILL the worker after the N-th batch's outputs are delivered and
     # before its finalize (0, the default, never does).
     failpoint_crash_before_finalize: int = Field(default=0, ge=0)
+    # Failpoint for fault tests only: hold each inactivity sweep page this many seconds between reading the
+    # due customers and writing their evaluations, so sweeps of several workers overlap (0: never).
+    failpoint_sweep_page_delay_s: float = Field(default=0.0, ge=0)
     # A campaign rules file (TOML, see `segstream campaigns check`); reloaded without a restart when it
     # changes, verified first. Unset: no campaigns fire.
     campaign_rules: Path | None = None

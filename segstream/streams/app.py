@@ -232,6 +232,7 @@ def create_worker(
         inactivity_threshold_days=w.inactivity_threshold_days,
         limits=settings.event_limits(),
         crash_before_finalize_batch=w.failpoint_crash_before_finalize,
+        sweep_page_delay_s=w.failpoint_sweep_page_delay_s,
         triggers_topic=topics.campaign_triggers,
         rules=RulesWatcher(w.campaign_rules) if w.campaign_rules else None,
     )

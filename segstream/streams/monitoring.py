@@ -173,6 +173,7 @@ class WorkerStats:
     campaign_suppressed: Counter[str] = field(default_factory=Counter)  # by why: cooldown, cap, conditions
     inactivity_changes: int = 0
     sweeps: int = 0
+    swept_customers: int = 0  # evaluations the inactivity sweep made (this worker's leased shards only)
     forecast_refreshes: int = 0
     store_retries: int = 0
     # Each batch's duration from its start to its finalize, summed; batches overlap, so this is not busy time.

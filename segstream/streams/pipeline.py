@@ -118,6 +118,7 @@ class PipelineConfig:
     inactivity_threshold_days: float = 90.0
     limits: EventLimits = DEFAULT_LIMITS
     crash_before_finalize_batch: int = 0
+    sweep_page_delay_s: float = 0.0  # failpoint: see WorkerSettings.failpoint_sweep_page_delay_s
     triggers_topic: str = "campaign-triggers"
     rules: RulesWatcher | None = None
 

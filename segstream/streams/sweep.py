@@ -58,6 +58,8 @@ async def _evaluate_ids(
     stats: WorkerStats | None,
 ) -> SweepResult:
     views = await retry_transient(lambda: store.view(ids, as_of_ms), f"read {len(ids)} customers for the sweep")
+    if config.sweep_page_delay_s:
+        await asyncio.sleep(config.sweep_page_delay_s)
     evaluations = evaluate(
         views,
         model,
@@ -92,6 +94,7 @@ async def _evaluate_ids(
         stats.note_triggers(len(triggers.records), triggers.suppressed)
         stats.note_changes(changes)
         stats.inactivity_changes += len(changes)
+        stats.swept_customers += len(evaluations)
         for ev in evaluations:
             stats.mix.observe(ev.customer_id, ev.record.segment if ev.record.segment is not None else -1)
     return SweepResult(len(evaluations), len(changes), as_of_ms)

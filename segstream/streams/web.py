@@ -88,6 +88,12 @@ def metrics_text(ctx: WebContext) -> str:
         "Changes from the inactivity sweep.",
         [("", s.inactivity_changes)],
     )
+    metric(
+        "segstream_sweep_evaluations_total",
+        "counter",
+        "Customers the inactivity sweep evaluated on the shards this worker holds the sweep lease of.",
+        [("", s.swept_customers)],
+    )
     metric("segstream_campaign_triggers_total", "counter", "Campaign triggers sent.", [("", s.campaign_triggers)])
     metric(
         "segstream_campaign_suppressed_total",

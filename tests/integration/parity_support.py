@@ -44,13 +44,19 @@ def replay_and_compare(embedded_stack, redis_client, tmp_path: Path, data: Path,
                    env.log_text)  # fmt: skip
     finally:
         stop(proc)
-    assert CliRunner().invoke(cli, ["rescore"], env=env.env()).exit_code == 0
+    return {**check_parity(embedded_stack.redis_url, env, events, root), "env": env}
+
+
+def check_parity(redis_url: str, env: WorkerEnv, events: pd.DataFrame, root: Path) -> dict:
+    """After ``segstream rescore``, the stored features and segments equal the batch recomputation exactly."""
+    result = CliRunner().invoke(cli, ["rescore"], env=env.env())
+    assert result.exit_code == 0, result.output
 
     batch = batch_features(events)
     customers = list(batch.index)
 
     async def read_state():
-        store = open_store(embedded_stack.redis_url, prefix=env.prefix)
+        store = open_store(redis_url, prefix=env.prefix)
         try:
             return await store.watermark(), await store.view(customers)
         finally:
@@ -59,10 +65,12 @@ def replay_and_compare(embedded_stack, redis_client, tmp_path: Path, data: Path,
     watermark, views = asyncio.run(read_state())
     assert watermark == batch.attrs["as_of_ms"]
     stream_x = features_from_aggregates(aggregates_matrix([views[c].aggregates for c in customers]), watermark)
-    assert np.array_equal(stream_x, batch.to_numpy())
+    wrong = [customers[i] for i in np.nonzero((stream_x != batch.to_numpy()).any(axis=1))[0]]
+    assert not wrong, f"{len(wrong)} customers' features differ from batch, e.g. {wrong[:5]}"
     serving = load_bundle(resolve_current(root), expected_feature_hash=FEATURE_SPEC.hash, only=[SERVING]).artifact(
         SERVING)
     stored = np.array([views[c].segment.segment for c in customers])
-    assert np.array_equal(stored, serving.predict_segments(batch.to_numpy()))
+    wrong = [customers[i] for i in np.nonzero(stored != serving.predict_segments(batch.to_numpy()))[0]]
+    assert not wrong, f"{len(wrong)} segments differ from batch scoring, e.g. {wrong[:5]}"
     assert read_topic(env.kafka, env.topics["dead_letters"], timeout=5) == []
-    return {"watermark": watermark, "features": stream_x, "segments": stored, "env": env}
+    return {"watermark": watermark, "features": stream_x, "segments": stored}
