@@ -40,3 +40,38 @@ def test_every_segstream_variable_is_a_real_setting():
         prefix = next(p for p in known if name.startswith(p))
         field = name[len(prefix) :].lower()
         assert field in known[prefix].model_fields, name
+
+
+def test_redis_refuses_to_start_without_a_password_and_the_dashboard_listens_on_loopback():
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "change-me" not in text
+    compose = _compose()
+    assert compose["x-segstream"]["environment"]["SEGSTREAM_REDIS_PASSWORD"].startswith(
+        "${SEGSTREAM_REDIS_PASSWORD:?"
+    )
+    assert any(str(arg).startswith("${SEGSTREAM_REDIS_PASSWORD:?") for arg in compose["services"]["redis"]["command"])
+    (port,) = compose["services"]["dashboard"]["ports"]
+    assert port == "${SEGSTREAM_DASHBOARD_BIND:-127.0.0.1}:8501:8501"
+
+
+def _cluster_compose() -> dict:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!override", lambda loader, node: loader.construct_mapping(node))
+    return yaml.load((ROOT / "docker-compose.cluster.yml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader
+
+
+def test_the_cluster_variant_runs_three_masters_with_a_replica_each():
+    from segstream.redis_clients import is_cluster_url
+
+    services = _cluster_compose()["services"]
+    nodes = [name for name in services if name.startswith("redis-") and name[6:].isdigit()]
+    assert len(nodes) == 6
+    for name in nodes:
+        command = services[name]["command"]
+        assert command[command.index("--cluster-enabled") + 1] == "yes" and "--appendonly" in command
+    create = services["redis-cluster-init"]["command"][-1]
+    assert "--cluster-replicas 1" in create and all(f"{n}:6379" in create for n in nodes)
+    for service in ("worker", "dashboard"):
+        assert is_cluster_url(services[service]["environment"]["SEGSTREAM_REDIS_URL"])
