@@ -307,8 +307,12 @@ class WorkerSettings(BaseSettings):
 
     web_port: int = Field(
         default=6066,
-        validation_alias=AliasChoices("SEGSTREAM_WEB_PORT", "SEGSTREAM_WORKER_WEB_PORT", "web_port"),
+        # Not a bare WEB_PORT: another tool's variable of that name must not move the worker's port.
+        validation_alias=AliasChoices("SEGSTREAM_WEB_PORT", "SEGSTREAM_WORKER_WEB_PORT"),
     )
+    # When set, ``/customers/{id}`` (customer-level data) answers only requests carrying
+    # ``Authorization: Bearer <token>``; /health and /metrics stay open for probes and scrapers.
+    customer_api_token: SecretStr | None = None
     group_id: str = "segstream-worker"
     hysteresis_evaluations: int = Field(default=1, ge=1)
     # Minimum dwell: a new segment must hold for this many days of event time before it is emitted (the
@@ -444,5 +448,9 @@ def settings_error_message(exc: BaseException) -> str | None:
     if not (isinstance(section, type) and issubclass(section, BaseSettings)):
         return None
     prefix = section.model_config.get("env_prefix") or ""
-    reasons = [f"{prefix}{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+    reasons = []
+    for e in exc.errors():
+        name = "_".join(map(str, e["loc"])).upper()
+        # A field read through an alias reports the alias (already a full variable name) as its location.
+        reasons.append(f"{name if name.startswith('SEGSTREAM_') else prefix + name}: {e['msg']}")
     return "invalid setting: " + "; ".join(reasons)

@@ -112,9 +112,9 @@ def build_app(
 ) -> Any:
     """The naive app: consumes ``transactions``, writes ``<scored>.naive`` and ``<changes>.naive``."""
     import faust
-    import redis.asyncio as aioredis
 
     from segstream.models.bundle import resolve_current
+    from segstream.redis_clients import async_client
 
     app = faust.App(group, datadir=str(result.parent / f"faust-{group}"), **app_kwargs(settings))
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -122,7 +122,8 @@ def build_app(
     topics = {"scored": app.topic(settings.topics.scored + ".naive", **raw),
               "changes": app.topic(settings.topics.segment_changes + ".naive", **raw)}  # fmt: skip
     model = load_sklearn_segments(resolve_current(settings.models.root))
-    client = aioredis.from_url(settings.redis.url, **settings.redis.client_kwargs())
+    # Every naive call names one key, so it runs on a Redis Cluster as well (each key on its own node).
+    client = async_client(settings.redis.url, **settings.redis.client_kwargs())
 
     async def send(kind: str, key: bytes, value: bytes) -> None:
         await topics[kind].send(key=key, value=value)

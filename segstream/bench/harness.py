@@ -4,7 +4,8 @@
 On the embedded stack (the default) a fresh broker and Redis are started on free ports in a temporary
 directory and stopped afterwards; with ``use_running`` the ``SEGSTREAM_*`` Kafka and Redis are used and
 only this run's topics (named ``bench-<id>.*``) and keys (prefix ``bench-<id>``) are touched; the keys
-are deleted at the end.
+are deleted at the end. With ``redis_cluster`` the embedded broker is joined by a local Redis Cluster
+(3 masters, 1 replica each) in the work directory instead of the single Redis.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from segstream.bench.errors import BenchError
-from segstream.settings import KafkaSettings, RedisSettings, Settings
+from segstream.settings import KafkaSettings, RedisSettings, Settings, redact_url
 
 
 @dataclass
@@ -53,7 +54,9 @@ class BenchConfig:
         fetch_max_wait_ms: What-if: run every faust process (worker included, through
             :mod:`segstream.bench.launch`) with this consumer fetch wait instead of faust's fixed 1500 ms.
         redis_fsync: On the embedded stack only: ``appendfsync`` for the whole run (``always`` is the
-            stack's own setting; ``everysec`` is Redis's default). None leaves it as started.
+            stack's own setting; ``everysec`` is Redis's default and the cluster nodes'). None leaves it as
+            started. On a cluster it is set on every node.
+        redis_cluster: Run on a local Redis Cluster (3 masters, 1 replica each) instead of the single Redis.
         keep: Keep the work directory (logs, results) instead of deleting it.
     """
 
@@ -77,6 +80,7 @@ class BenchConfig:
     seed: int = 0
     fetch_max_wait_ms: int | None = None
     redis_fsync: str | None = None
+    redis_cluster: bool = False
     keep: bool = False
 
     @classmethod
@@ -93,23 +97,44 @@ class BenchConfig:
 
 
 @contextmanager
-def _services(config: BenchConfig, work_dir: Path) -> Iterator[tuple[Settings, dict[str, int]]]:
+def _services(config: BenchConfig, work_dir: Path) -> Iterator[tuple[Settings, dict[str, list[int]]]]:
     if config.use_running:
+        if config.redis_cluster:
+            raise BenchError(
+                "--redis-cluster starts its own cluster and cannot be combined with --use-running; "
+                "to bench a running cluster set SEGSTREAM_REDIS_URL=redis+cluster://host:port"
+            )
         yield Settings.load(), {}
         return
     from segstream.bench.procs import free_port
     from segstream.embedded import EmbeddedStack
 
     stack = EmbeddedStack(work_dir / "stack", kafka_port=free_port(), redis_port=free_port())
+    cluster = None
     try:
-        stack.up(timeout=30)
+        if config.redis_cluster:
+            from segstream.embedded.redis_cluster import RedisClusterError, start_redis_cluster
+
+            stack.start_service("kafka", timeout=30)  # the broker only: the cluster replaces the single Redis
+            try:
+                cluster = start_redis_cluster(work_dir / "redis-cluster", masters=3, replicas_per_master=1)
+            except RedisClusterError as exc:
+                raise BenchError(f"could not start the local Redis Cluster: {exc}") from exc
+            redis_url, redis_pids = cluster.url, [node.process.pid for node in cluster.nodes]
+        else:
+            stack.up(timeout=30)
+            redis_url, redis_pids = stack.redis_url, []
         status = stack.status()
-        pids = {name: int(status[name]["pid"]) for name in ("kafka", "redis") if status[name].get("pid")}
+        pids = {name: [int(status[name]["pid"])] for name in ("kafka", "redis") if status[name].get("pid")}
+        if redis_pids:
+            pids["redis"] = redis_pids
+        redis = RedisSettings(url=redis_url)
         if config.redis_fsync:
-            _redis_config(stack.redis_url, appendfsync=config.redis_fsync)
-        yield Settings.load(kafka=KafkaSettings(bootstrap_servers=stack.kafka_bootstrap),
-                            redis=RedisSettings(url=stack.redis_url)), pids  # fmt: skip
+            _redis_config(redis.url, redis.client_kwargs(), appendfsync=config.redis_fsync)
+        yield Settings.load(kafka=KafkaSettings(bootstrap_servers=stack.kafka_bootstrap), redis=redis), pids
     finally:
+        if cluster is not None:
+            cluster.stop()
         stack.down()
 
 
@@ -138,7 +163,11 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
                                                             for k, v in asdict(config).items()}}  # fmt: skip
     try:
         with _services(config, work_dir) as (settings, stack_pids):
-            say(f"run {run_id}: Kafka {settings.kafka.bootstrap_servers}, work dir {work_dir}")
+            say(
+                f"run {run_id}: Kafka {settings.kafka.bootstrap_servers}, Redis {redact_url(settings.redis.url)}, "
+                f"work dir {work_dir}"
+            )
+            results["redis"] = _redis_topology(settings)
             models_root = work_dir / "models"
             t0 = time.perf_counter()
             bundle = use_bundle(config.bundle, models_root) if config.bundle else train_bench_bundle(models_root)
@@ -188,7 +217,11 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
                 from segstream.bench.parity import check_parity
 
                 results["two_workers"]["parity"] = check_parity(
-                    settings.redis.url, settings.redis.client_kwargs(), f"{run_id}:two", workload
+                    settings.redis.url,
+                    settings.redis.client_kwargs(),
+                    f"{run_id}:two",
+                    workload,
+                    settings.redis.shards,
                 )
                 say("rebalance: two workers, one killed mid-stream, a third joining later")
                 from segstream.bench.rebalance import run_rebalance
@@ -197,7 +230,11 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
                     ctx, lambda topic, pairs: _produce(settings, topic, pairs), config.partitions
                 )
                 results["rebalance"]["parity"] = check_parity(
-                    settings.redis.url, settings.redis.client_kwargs(), f"{run_id}:rebalance", workload
+                    settings.redis.url,
+                    settings.redis.client_kwargs(),
+                    f"{run_id}:rebalance",
+                    workload,
+                    settings.redis.shards,
                 )
             if config.profile:
                 from segstream.bench.profile import profile_worker
@@ -209,7 +246,9 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
                 redis_kwargs = settings.redis.client_kwargs()
                 results["micro"] = {
                     "scoring": micro.scoring(bundle, rows=min(100_000, max(10_000, config.events))),
-                    "redis_state": micro.redis_state(settings.redis.url, redis_kwargs, f"{run_id}:micro"),
+                    "redis_state": micro.redis_state(
+                        settings.redis.url, redis_kwargs, f"{run_id}:micro", shards=settings.redis.shards
+                    ),
                     "json": micro.json_codec(workload.values),
                 }
             if config.train_events > 0:
@@ -218,14 +257,14 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
                 say(f"timing training on ~{config.train_events:,} transactions")
                 results["training"] = time_training(config.train_events, work_dir, config.seed)
             results["settings_used"] = report.settings_used(settings, ctx)
-            results["settings_used"]["redis"] = _redis_config(settings.redis.url, **settings.redis.client_kwargs())
+            results["settings_used"]["redis"] = _redis_config(settings.redis.url, settings.redis.client_kwargs())
             if config.memory_customers > 0:
                 say(f"Redis memory at {config.memory_customers:,} customers")
-                if not config.use_running:  # only our own server: no AOF while loading (same bytes, faster)
-                    _redis_config(settings.redis.url, appendonly="no")
+                if not config.use_running:  # only our own servers: no AOF while loading (same bytes, faster)
+                    _redis_config(settings.redis.url, settings.redis.client_kwargs(), appendonly="no")
                 results["memory"] = redis_memory(
                     settings.redis.url, settings.redis.client_kwargs(), f"{run_id}:mem",
-                    customers=config.memory_customers,
+                    customers=config.memory_customers, shards=settings.redis.shards,
                     progress=lambda done, total: say(f"  loaded {done:,}/{total:,} customers"),
                 )  # fmt: skip
             if config.use_running:
@@ -239,36 +278,53 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
     return report.build(results)
 
 
-def _redis_config(url: str, **changes: Any) -> dict[str, Any]:
-    """Apply ``CONFIG SET`` changes (own server only) and return the persistence settings and version."""
+def _redis_topology(settings: Settings) -> dict[str, Any]:
+    """Single server or cluster, and its nodes (the report says what the Redis figures sum over)."""
     import redis
 
-    client_kwargs = {k: v for k, v in changes.items() if k not in ("appendfsync", "appendonly")}
-    client = redis.Redis.from_url(url, **client_kwargs)
+    from segstream.bench.redis_nodes import RedisNodes
+
     try:
-        for name in ("appendonly", "appendfsync"):
-            if name in changes:
-                client.config_set(name, changes[name])
-        out: dict[str, Any] = {"version": client.info("server").get("redis_version")}
+        nodes = RedisNodes(settings.redis.url, settings.redis.client_kwargs())
+    except (redis.RedisError, OSError) as exc:  # the worker will say more; the report just lacks the topology
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        return nodes.describe()
+    finally:
+        nodes.close()
+
+
+def _redis_config(url: str, client_kwargs: dict[str, Any], **changes: str) -> dict[str, Any]:
+    """Apply ``CONFIG SET`` changes (own servers only: every node of a cluster) and return the persistence
+    settings and version (one value when every node agrees, else each node's)."""
+    import redis
+
+    from segstream.bench.redis_nodes import RedisNodes, agreed
+
+    nodes = RedisNodes(url, client_kwargs)
+    try:
+        for node in nodes.nodes:
+            for name, value in changes.items():
+                node.client.config_set(name, value)
+        out: dict[str, Any] = {"version": agreed([n.client.info("server").get("redis_version") for n in nodes.nodes])}
         try:
             for name in ("appendonly", "appendfsync"):
-                out[name] = client.config_get(name).get(name)
+                out[name] = agreed([n.client.config_get(name).get(name) for n in nodes.nodes])
         except redis.ResponseError:  # CONFIG may be disabled on a managed Redis
             pass
         return out
     finally:
-        client.close()
+        nodes.close()
 
 
 def _delete_run_keys(settings: Settings, run_id: str) -> None:
     import asyncio
 
-    import redis.asyncio as aioredis
-
     from segstream.bench.memory import _delete_prefix
+    from segstream.redis_clients import async_client
 
     async def go() -> None:
-        client = aioredis.from_url(settings.redis.url, **settings.redis.client_kwargs())
+        client = async_client(settings.redis.url, **settings.redis.client_kwargs())
         try:
             await _delete_prefix(client, run_id)
         finally:

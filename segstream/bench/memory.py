@@ -6,6 +6,8 @@ the first segment change in the history list, sales, done markers, the inactivit
 batches. ``INFO memory`` ``used_memory`` before and after, divided by the customers, is the figure; a
 sample of ``MEMORY USAGE`` splits it into the customer hash, the history list and the per-event dedupe
 keys (which expire: their TTL is reported). All keys of the run are deleted afterwards.
+
+On a Redis Cluster ``used_memory`` and the key count are summed over the masters (the replicas hold copies).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import asyncio
 import time
 from typing import Any
 
+from segstream.bench.redis_nodes import RedisNodes, sum_masters
 from segstream.models.events import Event
 from segstream.models.features import DAY_MS, day_index
+from segstream.models.state_keys import DEFAULT_SHARDS, KeySpace
 
 _BASE_TS_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 _SAMPLE = 200
@@ -46,8 +50,12 @@ async def _finalize_like_worker(store: Any, events: list[Event], applied: Any) -
     await store.finalize(Finalization(segments, changes, sales, [e.event_id for e in events], due))
 
 
-async def _used_memory(client: Any) -> int:
-    return int((await client.info("memory"))["used_memory"])
+def _used_memory(nodes: RedisNodes) -> int:
+    return int(sum_masters((n.role, int(n.client.info("memory")["used_memory"])) for n in nodes.nodes) or 0)
+
+
+def _key_count(nodes: RedisNodes) -> int:
+    return int(sum_masters((n.role, int(n.client.dbsize())) for n in nodes.nodes) or 0)
 
 
 async def _delete_prefix(client: Any, prefix: str) -> int:
@@ -68,16 +76,24 @@ async def _scan_chunks(client: Any, pattern: str, chunk: int = 5000) -> Any:
         yield keys
 
 
-async def _sample_usage(client: Any, root: str, customers: int, per_customer: int, run: str) -> dict[str, Any]:
+def sample_keys(keys: KeySpace, customers: int, run: str) -> list[tuple[str, str, str]]:
+    """(customer hash, history list, first dedupe marker) of up to ``_SAMPLE`` loaded customers, spread evenly."""
     step = max(1, customers // _SAMPLE)
-    ids = list(range(0, customers, step))[:_SAMPLE]
+    out = []
+    for i in list(range(0, customers, step))[:_SAMPLE]:
+        cid = f"M{i:08d}"
+        out.append((keys.customer(cid), keys.history(cid), keys.event(f"{run}-{i}-0", cid)))
+    return out
+
+
+async def _sample_usage(client: Any, keys: KeySpace, customers: int, per_customer: int, run: str) -> dict[str, Any]:
+    sample = sample_keys(keys, customers, run)
     pipe = client.pipeline(transaction=False)
-    for i in ids:
-        pipe.memory_usage(f"{root}:c:M{i:08d}")
-        pipe.memory_usage(f"{root}:h:M{i:08d}")
-        pipe.memory_usage(f"{root}:e:{run}-{i}-0")
+    for names in sample:
+        for name in names:
+            pipe.memory_usage(name)
     usage = await pipe.execute()
-    ttl = await client.ttl(f"{root}:e:{run}-{ids[0]}-0")
+    ttl = await client.ttl(sample[0][2])
 
     def mean(values: list[Any]) -> float:
         nums = [int(v) for v in values if v is not None]
@@ -100,6 +116,7 @@ async def measure_redis_memory(
     events_per_customer: int = 1,
     batch_customers: int = 2500,
     progress: Any = None,
+    shards: int = DEFAULT_SHARDS,
 ) -> dict[str, Any]:
     """Load ``customers`` customers through the Lua store and report Redis bytes per customer.
 
@@ -111,20 +128,21 @@ async def measure_redis_memory(
         events_per_customer: Purchases per customer (on different days).
         batch_customers: Customers per apply/finalize round trip.
         progress: Called with (customers loaded, total) now and then.
+        shards: The store's shard count (as the worker's).
 
     Returns:
         ``bytes_per_customer`` and its parts, ``used_memory_before/after``, load rate, the dedupe TTL.
     """
-    import redis.asyncio as aioredis
-
+    from segstream.redis_clients import async_client
     from segstream.streams.state import RedisStateStore
 
-    client = aioredis.from_url(redis_url, **{**client_kwargs, "socket_timeout": 120})
-    store = RedisStateStore(client, prefix=prefix)
+    client = async_client(redis_url, **{**client_kwargs, "socket_timeout": 120})
+    nodes = RedisNodes(redis_url, client_kwargs)
+    store = RedisStateStore(client, prefix=prefix, shards=shards)
     run = "m"
     try:
-        before = await _used_memory(client)
-        keys_before = await client.dbsize()
+        before = _used_memory(nodes)
+        keys_before = _key_count(nodes)
         started = time.perf_counter()
 
         async def load(events: list[Event]) -> None:
@@ -143,15 +161,16 @@ async def measure_redis_memory(
         if pending is not None:
             await pending
         load_s = time.perf_counter() - started
-        after = await _used_memory(client)
-        keys_after = await client.dbsize()
-        parts = await _sample_usage(client, store.keys.root, customers, events_per_customer, run)
+        after = _used_memory(nodes)
+        keys_after = _key_count(nodes)
+        parts = await _sample_usage(client, store.keys, customers, events_per_customer, run)
         return {
             "customers": customers,
             "events_per_customer": events_per_customer,
             "bytes_per_customer": (after - before) / customers,
             "used_memory_before": before,
             "used_memory_after": after,
+            "servers": len(nodes.masters),
             "keys_added": keys_after - keys_before,
             "load_seconds": load_s,
             "load_events_per_s": customers * events_per_customer / load_s if load_s > 0 else None,
@@ -160,6 +179,7 @@ async def measure_redis_memory(
     finally:
         await _delete_prefix(client, prefix)
         await client.aclose()
+        nodes.close()
 
 
 def redis_memory(redis_url: str, client_kwargs: dict[str, Any], prefix: str, **kwargs: Any) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from segstream.models.state_keys import DEFAULT_SHARDS
+
 SCORING_BATCHES: tuple[int, ...] = (1, 10, 100, 500, 5000)
 REDIS_BATCHES: tuple[int, ...] = (1, 10, 100, 500, 2000)
 
@@ -99,14 +101,14 @@ def _events(n: int, customers: int, run: str) -> list[Any]:
                   100 + i % 5000, {}) for i in range(n)]  # fmt: skip
 
 
-async def _redis_batches(url: str, client_kwargs: dict[str, Any], prefix: str, budget_s: float) -> list[dict[str, Any]]:
-    import redis.asyncio as aioredis
-
+async def _redis_batches(url: str, client_kwargs: dict[str, Any], prefix: str, budget_s: float,
+                         shards: int) -> list[dict[str, Any]]:  # fmt: skip
     from segstream.bench.memory import _delete_prefix
+    from segstream.redis_clients import async_client
     from segstream.streams.state import Finalization, RedisStateStore
 
-    client = aioredis.from_url(url, **client_kwargs)
-    store = RedisStateStore(client, prefix=prefix)
+    client = async_client(url, **client_kwargs)
+    store = RedisStateStore(client, prefix=prefix, shards=shards)
     out = []
     try:
         for size in REDIS_BATCHES:
@@ -129,9 +131,10 @@ async def _redis_batches(url: str, client_kwargs: dict[str, Any], prefix: str, b
     return out
 
 
-def redis_state(url: str, client_kwargs: dict[str, Any], prefix: str, budget_s: float = 0.5) -> list[dict[str, Any]]:
+def redis_state(url: str, client_kwargs: dict[str, Any], prefix: str, budget_s: float = 0.5,
+                shards: int = DEFAULT_SHARDS) -> list[dict[str, Any]]:  # fmt: skip
     """``RedisStateStore.apply`` (alone and with ``finalize``) per batch size: events/s and ms per batch."""
-    return asyncio.run(_redis_batches(url, client_kwargs, prefix, budget_s))
+    return asyncio.run(_redis_batches(url, client_kwargs, prefix, budget_s, shards))
 
 
 def json_codec(values: Sequence[bytes], budget_s: float = 0.4) -> dict[str, float]:

@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 from segstream.bench.workload import Workload
+from segstream.models.state_keys import DEFAULT_SHARDS
 
 
 def batch_view(workload: Workload) -> dict[str, dict[str, int]]:
@@ -26,10 +27,11 @@ def batch_view(workload: Workload) -> dict[str, dict[str, int]]:
     return {str(cid): {k: int(v) for k, v in row.items()} for cid, row in batch_aggregates(frame).iterrows()}
 
 
-async def _stream_view(url: str, client_kwargs: dict[str, Any], prefix: str, ids: list[str]) -> dict[str, Any]:
+async def _stream_view(url: str, client_kwargs: dict[str, Any], prefix: str, ids: list[str],
+                       shards: int) -> dict[str, Any]:  # fmt: skip
     from segstream.streams.state import open_store
 
-    store = open_store(url, prefix=prefix, **client_kwargs)
+    store = open_store(url, prefix=prefix, shards=shards, **client_kwargs)
     try:
         out: dict[str, Any] = {}
         for i in range(0, len(ids), 2000):
@@ -40,8 +42,10 @@ async def _stream_view(url: str, client_kwargs: dict[str, Any], prefix: str, ids
         await store.close()
 
 
-def check_parity(url: str, client_kwargs: dict[str, Any], prefix: str, workload: Workload) -> dict[str, Any]:
-    """Compare the store under ``prefix`` with the batch aggregates of ``workload``.
+def check_parity(url: str, client_kwargs: dict[str, Any], prefix: str, workload: Workload,
+                 shards: int = DEFAULT_SHARDS) -> dict[str, Any]:  # fmt: skip
+    """Compare the store under ``prefix`` (laid out in ``shards`` shards, as the workers) with the batch
+    aggregates of ``workload``.
 
     Returns:
         ``customers``, ``missing`` (not in the store), ``mismatched`` (differing aggregates), ``exact``
@@ -49,7 +53,7 @@ def check_parity(url: str, client_kwargs: dict[str, Any], prefix: str, workload:
     """
     expected = batch_view(workload)
     ids = sorted(expected)
-    got = asyncio.run(_stream_view(url, client_kwargs, prefix, ids))
+    got = asyncio.run(_stream_view(url, client_kwargs, prefix, ids, shards))
     missing = [cid for cid in ids if cid not in got]
     mismatched = [cid for cid in ids if cid in got and dict(got[cid]) != expected[cid]]
     examples = [{"customer_id": cid, "stream": dict(got[cid]), "batch": expected[cid]} for cid in mismatched[:3]]

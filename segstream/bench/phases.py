@@ -18,7 +18,8 @@ from segstream.bench.procs import (
     CountWindow,
     batch_profile,
     consumer_lag,
-    cpu_seconds,
+    cpu_seconds_of,
+    cpu_us_per_event,
     free_port,
     main_thread_sched,
     module_command,
@@ -52,7 +53,8 @@ class RunContext:
     workload: Workload
     partitions: int
     uvloop: bool
-    stack_pids: dict[str, int] = field(default_factory=dict)
+    # Process name -> its pids: "redis" has one per node on a Redis Cluster (their CPU is summed).
+    stack_pids: dict[str, list[int]] = field(default_factory=dict)
     fetch_max_wait_ms: int | None = None
     say: Callable[[str], None] = lambda _msg: None
 
@@ -130,7 +132,7 @@ class Sampler:
 
     def __init__(self, ctx: RunContext, child: Child, port: int) -> None:
         self.child, self.port = child, port
-        self.pids = {"worker": child.pid, **ctx.stack_pids}
+        self.pids = {"worker": [child.pid], **ctx.stack_pids}
         self.samples: list[tuple[float, float, dict[str, float]]] = []
         self.sched: list[tuple[float, float]] = []  # the worker's main thread, one per sample
         self.on_first: Callable[[], None] | None = None
@@ -143,7 +145,7 @@ class Sampler:
         if count > 0 and self.on_first is not None:
             self.on_first()
             self.on_first = None
-        self.samples.append((time.perf_counter(), count, {k: cpu_seconds(p) for k, p in self.pids.items()}))
+        self.samples.append((time.perf_counter(), count, self._cpu()))
         self.sched.append(main_thread_sched(self.child.pid))
         return count
 
@@ -160,6 +162,14 @@ class Sampler:
         (t0, _, c0), (t1, _, c1) = self.samples[ends[0]], self.samples[ends[1]]
         return cpu_percent_between((t0, c0), (t1, c1))
 
+    def cpu_us_per_event(self, window: CountWindow) -> dict[str, float]:
+        """CPU microseconds per event of each process (and their sum) between the window's first and last poll."""
+        ends = self._window_ends(window)
+        if ends is None:
+            return {}
+        (_, n0, c0), (_, n1, c1) = self.samples[ends[0]], self.samples[ends[1]]
+        return cpu_us_per_event(c0, c1, n1 - n0)
+
     def main_thread_percent(self, window: CountWindow) -> dict[str, float]:
         """The worker's main thread between the window's first and last poll: shares on a CPU and waiting."""
         ends = self._window_ends(window)
@@ -171,7 +181,10 @@ class Sampler:
 
     def cpu_now(self) -> tuple[float, dict[str, float]]:
         """(now, CPU seconds so far of each process), for :func:`cpu_percent_between`."""
-        return time.perf_counter(), {k: cpu_seconds(p) for k, p in self.pids.items()}
+        return time.perf_counter(), self._cpu()
+
+    def _cpu(self) -> dict[str, float]:
+        return {k: cpu_seconds_of(p) for k, p in self.pids.items()}
 
 
 def cpu_percent_between(
@@ -200,6 +213,7 @@ def run_worker(ctx: RunContext, latency_s: float, latency_rate: float | None,
             "eps": window.eps,
             "seconds": window.t_end - window.t_first,
             "cpu_percent": sampler.cpu_percent(window),
+            "cpu_us_per_event": sampler.cpu_us_per_event(window),
             "main_thread_percent": sampler.main_thread_percent(window),
             "redis_cost": redis_meter.cost_since(redis_before, n),
             "rss_after_throughput": rss_mb(child.pid),
@@ -263,8 +277,13 @@ def _latency_point(ctx: RunContext, tag: str, sampler: Sampler, redis_meter: Red
                             seconds, ctx.run_id, first=first)  # fmt: skip
     # At this rate the broker and the load generator are busier than in the throughput phase (many small
     # fetches and record batches): say how the two cores were shared while latency was measured.
-    point["cpu_percent"] = cpu_percent_between(cpu_before, sampler.cpu_now())
-    point["batches"] = batch_profile(before, read_metrics(sampler.port, labelled=True) or {})
+    cpu_after = sampler.cpu_now()
+    after = read_metrics(sampler.port, labelled=True) or {}
+    point["cpu_percent"] = cpu_percent_between(cpu_before, cpu_after)
+    # Per event the worker processed meanwhile (received scored records as a fallback if /metrics failed).
+    processed = after.get(PROCESSED, 0.0) - before.get(PROCESSED, 0.0) if before and after else point["received"]
+    point["cpu_us_per_event"] = cpu_us_per_event(cpu_before[1], cpu_after[1], processed)
+    point["batches"] = batch_profile(before, after)
     point["redis_cost"] = redis_meter.cost_since(redis_before, int(point["received"]))
     return point
 

@@ -52,6 +52,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def cpu_seconds_of(pids: Sequence[int]) -> float:
+    """User + system CPU seconds so far of several processes together (e.g. every node of a Redis Cluster)."""
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def cpu_us_per_event(before: dict[str, float], after: dict[str, float], events: float) -> dict[str, float]:
+    """CPU microseconds per event of each process between two CPU-seconds snapshots, and ``sum`` of them all.
+
+    ``{}`` when no event was processed in between. A process missing from either snapshot is left out.
+    """
+    if events <= 0:
+        return {}
+    out = {k: 1e6 * (after[k] - before[k]) / events for k in before if k in after}
+    return {**out, "sum": sum(out.values())} if out else {}
+
+
 def main_thread_sched(pid: int) -> tuple[float, float]:
     """(seconds on a CPU, seconds runnable but waiting for one) of a process's main thread so far.
 

@@ -141,13 +141,55 @@ def _cpu_note(cpu: dict[str, float] | None, generator: float | None = None) -> s
 
 
 def _redis_row(worker: dict[str, Any]) -> tuple[str, str, str]:
-    """Redis CPU per event at full speed and in the latency phase, with the Lua scripts' share."""
+    """Redis CPU per event (from INFO) at full speed and in the latency phase, the Lua scripts' share, AOF bytes."""
     from segstream.bench.redis_cost import scripts_us_per_event
 
     phases = [worker.get("redis_cost") or {}, (worker.get("latency") or {}).get("redis_cost") or {}]
     cpu = " / ".join(_fmt(p.get("cpu_us_per_event"), ".0f") for p in phases) + " us"
     lua = " / ".join(_fmt(scripts_us_per_event(p), ".0f") for p in phases)
-    return "Redis CPU per event", cpu, f"full speed / latency phase; in Lua scripts {lua} us"
+    note = f"full speed / latency phase; in Lua scripts {lua} us"
+    if any(p.get("aof_bytes_per_event") is not None for p in phases):
+        note += "; AOF " + " / ".join(_fmt(p.get("aof_bytes_per_event"), ".0f") for p in phases) + " B"
+    return "Redis CPU per event", cpu, note
+
+
+def _redis_servers_note(redis: dict[str, Any]) -> str:
+    """What the Redis figures sum over on a cluster (empty for a single server)."""
+    if redis.get("kind") != "cluster":
+        return ""
+    masters, replicas = redis.get("masters", 0), redis.get("replicas", 0)
+    return (f"redis = CPU of all {masters + replicas} cluster node processes ({masters} masters + {replicas} "
+            f"replicas); memory and AOF bytes sum the {masters} masters")  # fmt: skip
+
+
+def _redis_topology_row(report: dict[str, Any]) -> tuple[str, str, str] | None:
+    """Single server or cluster, and its appendfsync (None for runs that did not record it)."""
+    redis = (report.get("details") or {}).get("redis") or {}
+    if not redis.get("kind"):
+        return None
+    value = ("single server" if redis["kind"] == "single"
+             else f"cluster, {redis.get('masters')} masters + {redis.get('replicas')} replicas")  # fmt: skip
+    fsync = ((report.get("settings") or {}).get("redis") or {}).get("appendfsync")
+    note = "; ".join(filter(None, [f"appendfsync {fsync}" if fsync else "", _redis_servers_note(redis)]))
+    return "Redis", value, note
+
+
+def _cpu_per_event_rows(details: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """CPU microseconds per event of each measured process and their sum, at full speed and in the latency phase."""
+    worker = details.get("worker") or {}
+    phases = [("full speed", worker.get("cpu_us_per_event")),
+              ("latency phase", (worker.get("latency") or {}).get("cpu_us_per_event"))]  # fmt: skip
+    out = []
+    for label, per_event in phases:
+        if not per_event:
+            continue
+        parts = ", ".join(f"{name} {us:.0f}" for name, us in per_event.items() if name != "sum")
+        redis = details.get("redis") or {}
+        nodes = redis.get("masters", 0) + redis.get("replicas", 0)
+        where = f"; redis: all {nodes} cluster nodes (see Redis)" if redis.get("kind") == "cluster" else ""
+        note = f"{parts} us (/proc CPU over processed events){where}"
+        out.append((f"CPU per event, {label}", _fmt(per_event.get("sum"), ",.0f", " us"), note))
+    return out
 
 
 def _stages_row(latency: dict[str, Any]) -> tuple[str, str, str] | None:
@@ -189,6 +231,16 @@ def _sweep_row(worker: dict[str, Any]) -> tuple[str, str, str] | None:
     return "p99 by offered rate (ev/s)", value, note
 
 
+def _memory_note(details: dict[str, Any]) -> str:
+    memory = details.get("memory")
+    if not memory:
+        return ""
+    servers = memory.get("servers") or 1
+    return f"at {memory['customers']:,} customers" + (
+        f"; used_memory of {servers} masters summed" if servers > 1 else ""
+    )
+
+
 def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(figure, value, target) rows of the summary table."""
     lat = report["latency_ms"]
@@ -212,9 +264,11 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
          " / ".join(_fmt(lat.get(k), ".1f") for k in LATENCY_KEYS) + " ms", _latency_note(lat_detail)),
         *filter(None, [_stages_row(lat_detail), _sweep_row(worker)]),
         _redis_row(worker),
+        *_cpu_per_event_rows(details),
+        *filter(None, [_redis_topology_row(report)]),
         ("worker peak RSS", _fmt(report["worker_rss_mb"], ".0f", " MB"), f"<= {TARGETS['worker_rss_mb']:.0f} MB"),
         ("Redis bytes/customer", _fmt(report["redis_bytes_per_customer"], ",.0f", " B"),
-         f"at {details['memory']['customers']:,} customers" if details.get("memory") else ""),
+         _memory_note(details)),
     ]  # fmt: skip
     if report["two_workers_eps"] is not None:
         per = ", ".join(f"{c:,.0f}" for c in two.get("per_worker_events", []))

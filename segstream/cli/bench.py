@@ -130,7 +130,14 @@ def _parse_fractions(_ctx: click.Context, _param: click.Parameter, value: str | 
     "--redis-fsync",
     type=click.Choice(["always", "everysec"]),
     default=None,
-    help="Embedded stack only: Redis appendfsync for the run (default: the stack's own, always).",
+    help="Embedded stack only: Redis appendfsync for the run (default: the stack's own, always; with "
+    "--redis-cluster the nodes' own, everysec; set on every node).",
+)
+@click.option(
+    "--redis-cluster",
+    is_flag=True,
+    help="Run on a local Redis Cluster (3 masters, 1 replica each) instead of the single embedded Redis. "
+    "Redis CPU then sums every node; memory and AOF bytes sum the masters.",
 )
 @click.option("--keep", is_flag=True, help="Keep the work directory (process logs, profile).")
 def bench(quick: bool, json_file: Path | None, **options: Any) -> None:

@@ -265,7 +265,8 @@ def create_worker(
 
     @app.task
     async def start_http() -> None:
-        ctx = WebContext(store, holder, stats, runtime.lag)
+        token = w.customer_api_token.get_secret_value() if w.customer_api_token else None
+        ctx = WebContext(store, holder, stats, runtime.lag, customer_token=token)
         try:
             await start_web(ctx, web_host, w.web_port)
         except OSError as exc:

@@ -11,6 +11,7 @@ off so there is one server and one port, ``SEGSTREAM_WEB_PORT``, default 6066).
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ class WebContext:
     holder: ModelHolder
     stats: WorkerStats
     lag: Callable[[], Mapping[str, int] | None] = lambda: None
+    customer_token: str | None = None  # the bearer token /customers/{id} requires (None: open)
 
 
 def metrics_text(ctx: WebContext) -> str:
@@ -159,6 +161,12 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _bearer_matches(request: web.Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Constant-time: the comparison must not tell an attacker how much of a guess was right.
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 def build_app(ctx: WebContext) -> web.Application:
     """The aiohttp application with the three read-only routes."""
 
@@ -194,6 +202,12 @@ def build_app(ctx: WebContext) -> web.Application:
         return web.Response(text=metrics_text(ctx), content_type="text/plain", charset="utf-8")
 
     async def customer(request: web.Request) -> web.Response:
+        if ctx.customer_token is not None and not _bearer_matches(request, ctx.customer_token):
+            return web.json_response(
+                {"error": "a bearer token is required (Authorization: Bearer ...)"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="segstream"'},
+            )
         customer_id = request.match_info["customer_id"]
         if not is_valid_customer_id(customer_id):
             return web.json_response({"error": "invalid customer id"}, status=400)

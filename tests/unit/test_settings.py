@@ -201,3 +201,16 @@ def test_the_workers_future_skew_default_is_the_one_models_and_cleaning_use():
     from segstream.models.events import DEFAULT_MAX_FUTURE_SKEW_S
 
     assert WorkerSettings().max_future_skew_s == DEFAULT_MAX_FUTURE_SKEW_S
+
+
+def test_a_setting_read_through_an_alias_is_named_once(monkeypatch):
+    monkeypatch.setenv("SEGSTREAM_WEB_PORT", "not-a-port")
+    with pytest.raises(ValidationError) as refused:
+        WorkerSettings()
+    message = settings_error_message(refused.value)
+    assert message is not None and message.startswith("invalid setting: SEGSTREAM_WEB_PORT: "), message
+
+
+def test_a_bare_web_port_variable_of_another_tool_is_ignored(monkeypatch):
+    monkeypatch.setenv("WEB_PORT", "1234")
+    assert WorkerSettings().web_port == 6066

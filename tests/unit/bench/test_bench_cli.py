@@ -79,6 +79,20 @@ def test_a_bad_sweep_is_a_clear_error_before_anything_runs(captured, value, says
     assert captured == []
 
 
+def test_redis_cluster_is_a_flag_of_the_config(captured):
+    assert CliRunner().invoke(cli, ["bench", "--quick", "--redis-cluster"]).exit_code == 0
+    assert captured[0].redis_cluster is True and BenchConfig().redis_cluster is False
+    assert "--redis-cluster" in CliRunner().invoke(cli, ["bench", "--help"]).output
+
+
+def test_a_cluster_with_a_running_stack_is_a_clear_error(tmp_path):
+    from segstream.bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="cannot be combined with --use-running"):
+        with harness._services(BenchConfig(use_running=True, redis_cluster=True), tmp_path):
+            pass
+
+
 def test_naive_events_default():
     assert BenchConfig(events=100_000).naive_events == 10_000
     assert BenchConfig(events=2000).naive_events == 1000

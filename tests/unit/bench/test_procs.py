@@ -131,3 +131,36 @@ def test_stop_terminates_a_running_child(tmp_path):
     assert child.alive()
     assert child.stop(timeout=10) is not None
     assert not child.alive()
+
+
+def test_cpu_per_event_of_each_process_and_their_sum():
+    from segstream.bench.procs import cpu_us_per_event
+
+    before = {"worker": 1.0, "redis": 2.0, "kafka": 0.5}
+    after = {"worker": 1.4, "redis": 2.3, "kafka": 0.6}
+    out = cpu_us_per_event(before, after, 10_000)
+    assert out == pytest.approx({"worker": 40.0, "redis": 30.0, "kafka": 10.0, "sum": 80.0})
+    assert list(out)[-1] == "sum"
+    assert cpu_us_per_event(before, after, 0) == {}  # nothing processed: no figure
+    assert cpu_us_per_event({"worker": 1.0, "redis": 1.0}, {"worker": 2.0}, 1e6) == {"worker": 1.0, "sum": 1.0}
+
+
+def test_cpu_of_several_processes_is_summed():
+    from segstream.bench.procs import cpu_seconds_of
+
+    me = os.getpid()
+    assert cpu_seconds_of([me, 2**22 + 12345]) == pytest.approx(cpu_seconds(me), abs=0.05)
+    assert cpu_seconds_of([]) == 0.0
+
+
+def test_the_sampler_gives_cpu_per_event_between_the_window_s_first_and_last_poll():
+    from segstream.bench.phases import Sampler
+
+    sampler = Sampler.__new__(Sampler)  # no worker: only the recorded samples matter here
+    sampler.samples = [(9.0, 0.0, {"worker": 0.0, "redis": 0.0}),  # before the window: left out
+                       (10.0, 500.0, {"worker": 1.0, "redis": 0.5}),
+                       (11.0, 2500.0, {"worker": 1.1, "redis": 0.6}),
+                       (12.0, 4500.0, {"worker": 1.2, "redis": 0.7})]  # fmt: skip
+    window = CountWindow(10.0, 500.0, 12.0, 4500.0, [4500.0])
+    assert sampler.cpu_us_per_event(window) == pytest.approx({"worker": 50.0, "redis": 50.0, "sum": 100.0})
+    assert sampler.cpu_us_per_event(CountWindow(20.0, 1.0, 21.0, 2.0, [2.0])) == {}

@@ -161,3 +161,35 @@ def test_the_latency_rows_split_the_time_by_stage_and_say_when_redis_forked():
     # Without the split or any fork (older JSON, another Redis): no stage row, the plain target.
     plain = {name: note for name, _, note in report.rows(report.build(FULL))}
     assert "latency by stage" not in plain and plain["latency p50 / p95 / p99"] == "p99 <= 100 ms"
+
+
+def test_rows_give_cpu_per_event_of_each_process_in_both_phases():
+    latency = {**LATENCY, "cpu_us_per_event": {"worker": 120.4, "kafka": 60.0, "redis": 70.2, "sum": 250.6}}
+    worker = {**FULL["worker"], "latency": latency,
+              "cpu_us_per_event": {"worker": 90.0, "kafka": 10.2, "redis": 45.0, "sum": 145.2}}  # fmt: skip
+    rows = {name: (value, note) for name, value, note in report.rows(report.build({**FULL, "worker": worker}))}
+    assert rows["CPU per event, full speed"] == ("145 us", "worker 90, kafka 10, redis 45 us (/proc CPU over "
+                                                 "processed events)")  # fmt: skip
+    assert rows["CPU per event, latency phase"][0] == "251 us"
+    # Runs without the samples (older JSON, a skipped latency phase) have no such rows.
+    names = {name for name, _, _ in report.rows(report.build(FULL))}
+    assert not any(name.startswith("CPU per event") for name in names)
+
+
+def test_on_a_cluster_the_rows_say_what_the_redis_figures_sum_over():
+    cluster = {"kind": "cluster", "masters": 3, "replicas": 3, "nodes": []}
+    worker = {**FULL["worker"], "cpu_us_per_event": {"worker": 90.0, "redis": 60.0, "sum": 150.0},
+              "redis_cost": {"cpu_us_per_event": 61.0, "aof_bytes_per_event": 210.4, "commands": {}}}  # fmt: skip
+    results = {**FULL, "worker": worker, "redis": cluster, "memory": {**FULL["memory"], "servers": 3},
+               "settings_used": {"redis": {"appendfsync": "everysec"}}}  # fmt: skip
+    rows = {name: (value, note) for name, value, note in report.rows(report.build(results))}
+    summed = (
+        "redis = CPU of all 6 cluster node processes (3 masters + 3 replicas); memory and AOF bytes sum the 3 masters"
+    )
+    assert rows["Redis"] == ("cluster, 3 masters + 3 replicas", f"appendfsync everysec; {summed}")
+    assert rows["CPU per event, full speed"][1].endswith("; redis: all 6 cluster nodes (see Redis)")
+    assert rows["Redis CPU per event"][1].endswith("; AOF 210 / - B")
+    assert rows["Redis bytes/customer"][1] == "at 1,000,000 customers; used_memory of 3 masters summed"
+    single = {name: (value, note) for name, value, note in report.rows(report.build(
+        {**FULL, "redis": {"kind": "single", "masters": 1, "replicas": 0}}))}  # fmt: skip
+    assert single["Redis"] == ("single server", "")

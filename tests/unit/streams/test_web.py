@@ -69,3 +69,24 @@ def test_store_down_gives_503_not_500():
     (hs, health), (cs, doc) = asyncio.run(_serve(ctx, ["/health", "/customers/alice"]))
     assert hs == 503 and "state store" in health["problems"][0]
     assert cs == 503 and "unavailable" in doc["error"]
+
+
+def test_customers_need_the_bearer_token_when_one_is_set():
+    async def go():
+        store, stats, models = MemoryStateStore(), WorkerStats(), holder()
+        proc = BatchProcessor(store, FakeProducer(), models, PipelineConfig(), stats)
+        await proc.process(records(event("e1", "alice", 0, 10.0)))
+        ctx = WebContext(store, models, stats, customer_token="s3cret-token")
+        async with TestClient(TestServer(build_app(ctx))) as client:
+            out = []
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-token"},
+                            {"Authorization": "Bearer s3cret-token"}):  # fmt: skip
+                resp = await client.get("/customers/alice", headers=headers)
+                out.append((resp.status, resp.headers.get("WWW-Authenticate")))
+            out.append(((await client.get("/health")).status, None))
+            out.append(((await client.get("/metrics")).status, None))
+            return out
+
+    denied, wrong, basic, allowed, health, metrics = asyncio.run(go())
+    assert denied == wrong == basic == (401, 'Bearer realm="segstream"')
+    assert allowed[0] == 200 and health[0] == 200 and metrics[0] == 200  # probes and scrapers stay open
