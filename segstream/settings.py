@@ -396,6 +396,47 @@ class StackSettings(BaseSettings):
     start_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class DashboardSettings(BaseSettings):
+    """The dashboard's login. With an OIDC provider configured, every page asks for a login first
+    (Streamlit's own ``st.login``); without one the dashboard is open, so keep it on loopback."""
+
+    model_config = _config("SEGSTREAM_DASHBOARD_")
+
+    # The provider's discovery document, e.g. https://accounts.google.com/.well-known/openid-configuration
+    oidc_server_metadata_url: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    # Signs the login cookie: a long random string, the same for every dashboard replica.
+    oidc_cookie_secret: SecretStr | None = None
+    # Where the provider sends the user back: the dashboard's public URL + /oauth2callback.
+    oidc_redirect_uri: str = "http://localhost:8501/oauth2callback"
+    # Who may see the data once logged in: comma-separated emails and @domains (empty: anyone the provider
+    # authenticates).
+    allowed_users: str = ""
+
+    @property
+    def login_required(self) -> bool:
+        """True when an OIDC provider is configured."""
+        return self.oidc_server_metadata_url is not None
+
+    def missing(self) -> list[str]:
+        """The settings a configured login still needs."""
+        needed = {
+            "SEGSTREAM_DASHBOARD_OIDC_CLIENT_ID": self.oidc_client_id,
+            "SEGSTREAM_DASHBOARD_OIDC_CLIENT_SECRET": self.oidc_client_secret,
+            "SEGSTREAM_DASHBOARD_OIDC_COOKIE_SECRET": self.oidc_cookie_secret,
+        }
+        return [name for name, value in needed.items() if not value] if self.login_required else []
+
+    def allows(self, email: str | None) -> bool:
+        """Whether a logged-in user with this email may see the data."""
+        rules = [r.strip().lower() for r in self.allowed_users.split(",") if r.strip()]
+        if not rules:
+            return True
+        address = (email or "").strip().lower()
+        return bool(address) and any(address == r or (r.startswith("@") and address.endswith(r)) for r in rules)
+
+
 class Settings(BaseModel):
     """All settings of one process. Build with :meth:`load` at the entry point."""
 
@@ -408,6 +449,7 @@ class Settings(BaseModel):
     worker: WorkerSettings
     stack: StackSettings
     events: EventsSettings = Field(default_factory=EventsSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
@@ -423,6 +465,7 @@ class Settings(BaseModel):
             "worker": WorkerSettings,
             "stack": StackSettings,
             "events": EventsSettings,
+            "dashboard": DashboardSettings,
         }
         unknown = set(overrides) - set(sections)
         if unknown:

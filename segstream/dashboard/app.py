@@ -11,11 +11,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from segstream.dashboard import session, views
+from segstream.dashboard import auth, session, views
+from segstream.settings import DashboardSettings
 
 PAGES = Path(__file__).resolve().parent / "screens"
 
 st.set_page_config(page_title="segstream", page_icon=":material/donut_small:", layout="wide")
+auth.gate(DashboardSettings())  # before anything reads customer data
 
 with st.sidebar:
     st.markdown("### segstream")

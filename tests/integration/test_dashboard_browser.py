@@ -36,11 +36,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @contextmanager
-def running_dashboard(bundle: Path, tmp_path: Path, live: bool) -> Iterator[str]:
+def running_dashboard(
+    bundle: Path, tmp_path: Path, live: bool, extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
     """A running ``segstream dashboard`` on a free port (bundle only unless ``live``); yields its base URL."""
     port = free_port()
     log = (tmp_path / "dashboard.log").open("w")
     env = dict(os.environ) if live else {k: v for k, v in os.environ.items() if not k.startswith("SEGSTREAM_")}
+    env.update(extra_env or {})
     command = [sys.executable, "-c", "from segstream.cli.main import main; main()", "dashboard",
                "--bundle", str(bundle), "--port", str(port), *([] if live else ["--no-live"])]  # fmt: skip
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -139,3 +142,29 @@ def test_live_pages_in_a_real_browser(live_env, dashboard_bundle, tmp_path):
         _check(page, base, "customer-live", f"/customer?id={live_env['mover']}", expected, tmp_path,
                in_tables=("inactivity",))  # fmt: skip
         browser.close()
+
+
+@needs_chromium
+def test_with_a_login_configured_no_page_shows_data_before_the_login(dashboard_bundle, tmp_path):
+    """An OIDC provider in the settings: the dashboard answers with a login button and nothing else."""
+    from playwright.sync_api import expect, sync_playwright
+
+    login = {
+        "SEGSTREAM_DASHBOARD_OIDC_SERVER_METADATA_URL": "https://idp.example.invalid/.well-known/openid-configuration",
+        "SEGSTREAM_DASHBOARD_OIDC_CLIENT_ID": "segstream",
+        "SEGSTREAM_DASHBOARD_OIDC_CLIENT_SECRET": "not-a-real-secret",
+        "SEGSTREAM_DASHBOARD_OIDC_COOKIE_SECRET": "a-long-random-cookie-signing-secret",
+    }
+    with running_dashboard(dashboard_bundle, tmp_path, live=False, extra_env=login) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            for path in ("/", "/customer", "/segments"):
+                page = browser.new_page()
+                page.goto(base + path)
+                expect(page.get_by_role("button", name="Log in")).to_be_visible(timeout=30_000)
+                expect(page.get_by_text("Log in to continue")).to_be_visible()
+                expect(page.get_by_text("Model bundle directory")).to_have_count(0)  # not even the sidebar
+                expect(page.locator("[data-testid='stException']")).to_have_count(0)
+                page.close()
+        finally:
+            browser.close()

@@ -22,7 +22,9 @@ local DAY_MS = {DAY_MS}
 local WINDOWS = {{{", ".join(str(w) for w in WINDOWS_DAYS)}}}
 local RETENTION = {BUCKET_RETENTION_DAYS}
 
-local function fmt(x) return string.format('%d', x) end
+-- Numbers go to redis.call and into '..' as they are: Redis writes a Lua number with %.17g and '..' with
+-- %.14g, both exact integers for the values stored here (epoch ms, cents, day numbers: all below 1e14),
+-- and a string.format call per value was a measurable share of the script's time.
 
 local function parse_customer(flat)
   local h, net, qty = {{}}, {{}}, {{}}
@@ -115,7 +117,7 @@ for i = 1, #ev, 3 do
     deliveries[#deliveries + 1] = tonumber(redis.call('GET', marker_key)) + 1
   end
 end
-if wm > stored_wm then redis.call('SET', KEYS[1], fmt(wm)) end
+if wm > stored_wm then redis.call('SET', KEYS[1], wm) end
 -- A day counts in window w when day > lows[w]. A customer's horizon (its latest event's day - RETENTION) is
 -- at or below its cut (the later of the as-of day and its latest event's day, less RETENTION).
 local as_of_day = floor(wm / DAY_MS)
@@ -179,7 +181,7 @@ for _, ci in ipairs(order) do
     if old_lt then  -- a new customer has nothing stored to read
       local names = {unpack(REST)}
       for _, day in ipairs(touched) do
-        names[#names + 1] = 'd:' .. fmt(day); names[#names + 1] = 'q:' .. fmt(day)
+        names[#names + 1] = 'd:' .. day; names[#names + 1] = 'q:' .. day
       end
       got = redis.call('HMGET', key, unpack(names))
       for k = 1, NREST do if got[k] then h[REST[k]] = got[k] end end
@@ -195,7 +197,7 @@ for _, ci in ipairs(order) do
       local leaving, window_of = {}, {}
       for w = 1, NW do
         for day = wd - WINDOWS[w] + 1, as_of_day - WINDOWS[w] do
-          leaving[#leaving + 1] = 'd:' .. fmt(day); leaving[#leaving + 1] = 'q:' .. fmt(day)
+          leaving[#leaving + 1] = 'd:' .. day; leaving[#leaving + 1] = 'q:' .. day
           window_of[#window_of + 1] = w
         end
       end
@@ -211,7 +213,7 @@ for _, ci in ipairs(order) do
     end
     if old_lt then
       for day = floor(old_lt / DAY_MS) - RETENTION + 1, horizon do
-        stale[#stale + 1] = 'd:' .. fmt(day); stale[#stale + 1] = 'q:' .. fmt(day)
+        stale[#stale + 1] = 'd:' .. day; stale[#stale + 1] = 'q:' .. day
       end
     end
   else
@@ -268,21 +270,20 @@ for _, ci in ipairs(order) do
         rc = rc - cents
       end
     end
-    h['ft'], h['lt'], h['n'], h['p'], h['g'] = fmt(ft), fmt(new_lt), fmt(n), fmt(p), fmt(g)
-    h['r'], h['rc'] = fmt(r), fmt(rc)
+    h['ft'], h['lt'], h['n'], h['p'], h['g'], h['r'], h['rc'] = ft, new_lt, n, p, g, r, rc
     args = {'ft', h['ft'], 'lt', h['lt'], 'n', h['n'], 'p', h['p'], 'g', h['g'], 'r', h['r'], 'rc', h['rc'],
-            'wd', fmt(as_of_day), 'wc', fmt(p + r)}
-    for k = 1, 2 * NW do args[#args + 1] = REST[NREST + k]; args[#args + 1] = fmt(sums[k]) end
+            'wd', as_of_day, 'wc', p + r}
+    for k = 1, 2 * NW do args[#args + 1] = REST[NREST + k]; args[#args + 1] = sums[k] end
     if fp then
-      h['fp'], h['lp'] = fmt(fp), fmt(lp)
+      h['fp'], h['lp'] = fp, lp
       args[#args + 1] = 'fp'; args[#args + 1] = h['fp']
       args[#args + 1] = 'lp'; args[#args + 1] = h['lp']
     end
     -- a new event's day that is already at or below the horizon is never written
     for _, day in ipairs(touched) do
       if day > horizon then
-        args[#args + 1] = 'd:' .. fmt(day); args[#args + 1] = fmt(net[day])
-        if qty[day] then args[#args + 1] = 'q:' .. fmt(day); args[#args + 1] = fmt(qty[day]) end
+        args[#args + 1] = 'd:' .. day; args[#args + 1] = net[day]
+        if qty[day] then args[#args + 1] = 'q:' .. day; args[#args + 1] = qty[day] end
       end
     end
     redis.call('HSET', key, unpack(args))
@@ -320,7 +321,6 @@ return customers
 # done: [marker], due: [[customer id, at]], cooldowns: [[key, campaign, at]], caps: [[key, [trigger ids]]]},
 # where a key or marker is an index into KEYS.
 FINALIZE = """
-local function fmt(x) return string.format('%d', x) end
 local ttl, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
 local batch = cjson.decode(ARGV[3])
 for _, rec in ipairs(batch['segments']) do
@@ -337,8 +337,8 @@ local sale_of = {}
 for _, sale in ipairs(batch['sales']) do sale_of[sale[1]] = sale end
 local totals, fields = {}, {}
 local function count_sale(sale)
-  local day = fmt(sale[2])
-  for _, f in ipairs({day .. ':total', day .. ':segment:' .. fmt(sale[3])}) do
+  local day = sale[2]
+  for _, f in ipairs({day .. ':total', day .. ':segment:' .. sale[3]}) do
     if totals[f] == nil then totals[f] = 0; fields[#fields + 1] = f end
     totals[f] = totals[f] + sale[4]
   end
@@ -354,14 +354,14 @@ for _, sale in ipairs(batch['sales']) do
   if not marked[sale[1]] and redis.call('GET', KEYS[sale[1]]) ~= '2' then count_sale(sale) end
 end
 for _, f in ipairs(fields) do
-  redis.call('HINCRBY', KEYS[1], f, fmt(totals[f]))
+  redis.call('HINCRBY', KEYS[1], f, totals[f])
 end
 for _, d in ipairs(batch['due']) do
   redis.call('ZADD', KEYS[2], d[2], d[1])
 end
 -- Campaign decisions, in the same atomic step as the segment records they were made from.
 for _, c in ipairs(batch['cooldowns']) do
-  redis.call('HSET', KEYS[c[1]], 'k.' .. c[2], fmt(c[3]))
+  redis.call('HSET', KEYS[c[1]], 'k.' .. c[2], c[3])
 end
 -- A set of trigger ids per (shard, day, campaign): a retried finalize adds nothing twice. Kept 3 days.
 for _, c in ipairs(batch['caps']) do
