@@ -51,8 +51,8 @@ class BenchConfig:
         ceiling_mode: ``worker`` (consume exactly like the worker), ``take`` (faust's ``take_events``) or
             ``each`` (plain ``async for``).
         seed: Seed of the generated events.
-        fetch_max_wait_ms: What-if: run every faust process (worker included, through
-            :mod:`segstream.bench.launch`) with this consumer fetch wait instead of faust's fixed 1500 ms.
+        fetch_max_wait_ms: What-if: run every faust process (the worker through its
+            ``SEGSTREAM_KAFKA_FETCH_MAX_WAIT_MS``) with this consumer fetch wait.
         redis_fsync: On the embedded stack only: ``appendfsync`` for the whole run (``always`` is the
             stack's own setting; ``everysec`` is Redis's default and the cluster nodes'). None leaves it as
             started. On a cluster it is set on every node.

@@ -78,7 +78,7 @@ async def _measure(kafka: KafkaSettings, source: str, scored: str, workload: Wor
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     # A short fetch wait: the embedded broker holds a multi-partition fetch for the whole wait even when
-    # records arrive (see segstream.bench.launch), which would add up to 500 ms of our own to every sample.
+    # records arrive (see segstream.streams.faust_tuning), which would add up to 500 ms of our own to every sample.
     consumer = AIOKafkaConsumer(
         **kafka.aiokafka_kwargs(), enable_auto_commit=False, group_id=None, fetch_max_wait_ms=10
     )

@@ -119,12 +119,11 @@ def run_baseline(ctx: RunContext, events: int, budget_s: float) -> dict[str, Any
 def start_worker(ctx: RunContext, name: str, tag: str, group: str, prefix: str) -> tuple[Child, int]:
     """``segstream worker`` as a child process; returns it and its HTTP port."""
     port = free_port()
-    args = ("worker", "--loglevel", "warning", *([] if ctx.uvloop else ["--no-uvloop"]))
-    if ctx.fetch_max_wait_ms is None:
-        argv = segstream_command(*args)
-    else:
-        argv = module_command("segstream.bench.launch", str(ctx.fetch_max_wait_ms), *args)
-    return Child.start(name, argv, ctx.env(tag, group, prefix, port), ctx.log_dir), port
+    argv = segstream_command("worker", "--loglevel", "warning", *([] if ctx.uvloop else ["--no-uvloop"]))
+    env = ctx.env(tag, group, prefix, port)
+    if ctx.fetch_max_wait_ms is not None:  # the worker applies the setting to faust's consumer itself
+        env["SEGSTREAM_KAFKA_FETCH_MAX_WAIT_MS"] = str(ctx.fetch_max_wait_ms)
+    return Child.start(name, argv, env, ctx.log_dir), port
 
 
 class Sampler:

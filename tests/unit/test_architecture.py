@@ -15,6 +15,8 @@ FORBIDDEN = {
     "trainer": ("segstream.streams", "segstream.dashboard", "segstream.cli", "segstream.embedded",
                 "faust", "redis", "kafka", "aiokafka"),
     "streams": ("segstream.trainer", "segstream.dashboard", "segstream.cli"),
+    # The bench is a library the CLI calls (it may start `segstream` as a child process), never the reverse.
+    "bench": ("segstream.cli", "segstream.dashboard"),
 }
 
 
