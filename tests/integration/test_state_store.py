@@ -8,13 +8,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from segstream.models.customer_state import CustomerState, fold_events
+from segstream.models.customer_state import CustomerState
 from segstream.models.events import validate_payload
 from segstream.models.features import DAY_MS
 from segstream.streams.state import RedisStateStore
 from tests.unit.streams.state_contract import (
     T0,
     check_apply_is_idempotent_and_matches_batch,
+    check_batches_fold_like_python,
     check_finalize_marks_done_and_counts_sales_once,
     random_events,
 )
@@ -47,14 +48,7 @@ def test_redis_store_finalize_contract(make_store):
 def test_lua_fold_equals_python_fold_including_pruning(make_store):
     async def run():
         store = make_store()
-        events = random_events(seed=3, n=600, customers=5)
-        for start in range(0, len(events), 50):
-            await store.apply(events[start : start + 50])
-        states = fold_events((e.event_id, e.customer_id, e.ts_ms, e.amount_cents) for e in events)
-        wm = await store.watermark()
-        views = await store.view(sorted(states), wm)
-        for cid, state in states.items():
-            assert views[cid].aggregates == state.aggregates(wm)
+        states = await check_batches_fold_like_python(store, random_events(seed=3, n=600, customers=5), 50)
         # Pruned buckets: no day field older than the retention horizon survives in Redis.
         raw = await store._redis.hgetall(store.keys.customer(sorted(states)[0]))
         days = [int(k.split(b":")[1]) for k in raw if k.startswith((b"d:", b"q:"))]

@@ -8,7 +8,6 @@ import uuid
 import pytest
 import redis
 
-from segstream.models.customer_state import fold_events
 from segstream.models.state_keys import KeySpace, key_slot
 from segstream.redis_clients import sync_client
 from segstream.streams.state import Finalization, RedisStateStore, SegmentChange, SegmentRecord
@@ -16,6 +15,7 @@ from segstream.streams.state.migrate import migrate_v1_to_v2
 from tests.unit.streams.state_contract import (
     T0,
     check_apply_is_idempotent_and_matches_batch,
+    check_batches_fold_like_python,
     check_finalize_marks_done_and_counts_sales_once,
     random_events,
 )
@@ -41,13 +41,7 @@ def test_store_contract_on_a_cluster(make_cluster_store):
 def test_every_master_holds_customers_and_each_script_stays_in_one_slot(make_cluster_store, redis_cluster):
     async def run() -> tuple[KeySpace, int]:
         store = make_cluster_store()
-        events = random_events(seed=21, n=800, customers=120)
-        for start in range(0, len(events), 100):
-            await store.apply(events[start : start + 100])
-        states = fold_events((e.event_id, e.customer_id, e.ts_ms, e.amount_cents) for e in events)
-        wm = await store.watermark()
-        views = await store.view(sorted(states), wm)
-        assert {c: v.aggregates for c, v in views.items()} == {c: s.aggregates(wm) for c, s in states.items()}
+        states = await check_batches_fold_like_python(store, random_events(seed=21, n=800, customers=120), 100)
         await store.close()
         return store.keys, len(states)
 

@@ -102,3 +102,19 @@ async def check_finalize_marks_done_and_counts_sales_once(make_store: Callable[[
     memory = await store.campaign_memory([events[0].customer_id, "nobody"], ["win-back", "other"], [T0 // DAY_MS])
     assert memory.last_fired_ms == {(events[0].customer_id, "win-back"): T0 + 3}
     assert memory.fired_per_day == {("win-back", T0 // DAY_MS): 2}  # finalized twice, each trigger counted once
+
+
+async def check_batches_fold_like_python(store: StateStore, events, batch: int) -> dict:
+    """Apply ``events`` ``batch`` at a time; the views as of the watermark equal the Python fold's.
+
+    Returns the Python fold's states, for further checks.
+    """
+    from segstream.models.customer_state import fold_events
+
+    for start in range(0, len(events), batch):
+        await store.apply(events[start : start + batch])
+    states = fold_events((e.event_id, e.customer_id, e.ts_ms, e.amount_cents) for e in events)
+    wm = await store.watermark()
+    views = await store.view(sorted(states), wm)
+    assert {c: v.aggregates for c, v in views.items()} == {c: s.aggregates(wm) for c, s in states.items()}
+    return states
