@@ -11,24 +11,9 @@ from segstream.streams.monitoring import DEFAULT_FLAP_WINDOW_DAYS, flap_rate
 
 def read_changes(kafka: KafkaSettings, topic: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
     """Every record of a ``segment-changes`` topic, from the beginning to its current end."""
-    import time
+    from segstream.topic_reader import read_records
 
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(**kafka.kafka_python_kwargs(), group_id=None, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
-            for messages in consumer.poll(timeout_ms=500, max_records=50_000).values():
-                out += [json.loads(m.value) for m in messages]
-        return out
-    finally:
-        consumer.close()
+    return [json.loads(r.value) for r in read_records(kafka, topic, timeout_s=timeout_s, max_records=50_000) if r.value]
 
 
 def noise(changes: list[dict[str, Any]], events: int, window_days: float = DEFAULT_FLAP_WINDOW_DAYS) -> dict[str, Any]:

@@ -1,14 +1,13 @@
 """Read the newest records of an output topic (``monitoring``, ``segment-changes``, ``sales-forecasts``).
 
-A consumer without a group id: it joins nothing, commits nothing and never creates topics, so reading is
-invisible to the worker and the broker's state. Each call seeks to ``end - n`` per partition and reads
-up to the end, within a short deadline, so a missing broker costs a page at most a couple of seconds.
+Through :func:`segstream.topic_reader.read_records` (no consumer group: invisible to the worker). Each call
+reads the last ``n`` records per partition within a short deadline, so a missing broker costs a page at
+most a couple of seconds.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from segstream.dashboard.errors import LiveStateUnavailable
@@ -24,45 +23,15 @@ def tail_topic(settings: KafkaSettings, topic: str, n: int = 200, timeout_s: flo
     Raises:
         LiveStateUnavailable: The broker cannot be reached.
     """
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
+    from segstream.topic_reader import TopicReadError, read_records
 
-    kwargs = settings.kafka_python_kwargs() | {"request_timeout_ms": int(timeout_s * 1000) + 1000}
     try:
-        consumer = KafkaConsumer(
-            **kwargs, group_id=None, enable_auto_commit=False, allow_auto_create_topics=False,
-            bootstrap_timeout_ms=int(timeout_s * 1000), consumer_timeout_ms=int(timeout_s * 1000),
-        )  # fmt: skip
-    except (KafkaError, OSError, ValueError) as exc:
-        raise LiveStateUnavailable(f"Kafka at {settings.bootstrap_servers} is not reachable ({exc})") from exc
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            return []
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        ends = consumer.end_offsets(tps)
-        begins = consumer.beginning_offsets(tps)
-        remaining = {}
-        for tp in tps:
-            start = max(begins[tp], ends[tp] - n)
-            consumer.seek(tp, start)
-            if ends[tp] > start:
-                remaining[tp] = ends[tp]
-        records: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout_s
-        while remaining and time.monotonic() < deadline:
-            for tp, messages in consumer.poll(timeout_ms=200).items():
-                for message in messages:
-                    records += _decode(message.value, message.timestamp)
-                if consumer.position(tp) >= remaining.get(tp, 0):
-                    remaining.pop(tp, None)
-        records.sort(key=lambda r: r["_timestamp_ms"])
-        return records
-    except (KafkaError, OSError) as exc:
-        raise LiveStateUnavailable(f"cannot read topic {topic!r} from {settings.bootstrap_servers} ({exc})") from exc
-    finally:
-        consumer.close()
+        found = read_records(settings, topic, last=n, timeout_s=timeout_s)
+    except TopicReadError as exc:
+        raise LiveStateUnavailable(str(exc)) from exc
+    records = [r for record in found for r in _decode(record.value, record.timestamp_ms)]
+    records.sort(key=lambda r: r["_timestamp_ms"])
+    return records
 
 
 def _decode(raw: bytes | None, timestamp_ms: int) -> list[dict[str, Any]]:

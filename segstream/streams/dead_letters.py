@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -76,42 +75,13 @@ def read_dead_letters(kafka: KafkaSettings, topic: str, since_ms: int | None = N
     Raises:
         StreamsError: the broker cannot be reached, or the topic was not read to its end in time.
     """
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
+    from segstream.topic_reader import TopicReadError, read_records
 
     try:
-        consumer = KafkaConsumer(**kafka.kafka_python_kwargs(), group_id=None, enable_auto_commit=False,
-                                 allow_auto_create_topics=False)  # fmt: skip
-    except (KafkaError, OSError, ValueError) as exc:
-        raise StreamsError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            return []
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        ends = consumer.end_offsets(tps)
-        starts = consumer.beginning_offsets(tps)
-        if since_ms is not None:
-            found = consumer.offsets_for_times({tp: since_ms for tp in tps})
-            starts = {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in tps}
-        for tp in tps:
-            consumer.seek(tp, starts[tp])
-        out: list[DeadLetter] = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise StreamsError(f"reading {topic!r} at {kafka.bootstrap_servers} did not reach its end "
-                                   f"within {timeout_s:g}s")  # fmt: skip
-            for messages in consumer.poll(timeout_ms=500, max_records=20_000).values():
-                for message in messages:
-                    letter = decode(message.value, message.timestamp)
-                    if letter is not None:
-                        out.append(letter)
-    except KafkaError as exc:
-        raise StreamsError(f"reading {topic!r} at {kafka.bootstrap_servers} failed: {exc}") from exc
-    finally:
-        consumer.close()
+        found = read_records(kafka, topic, since_ms=since_ms, timeout_s=timeout_s, require_end=True)
+    except TopicReadError as exc:
+        raise StreamsError(str(exc)) from exc
+    out = [letter for r in found if (letter := decode(r.value, r.timestamp_ms)) is not None]
     out.sort(key=lambda d: d.timestamp_ms)
     return out
 

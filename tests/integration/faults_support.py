@@ -151,23 +151,9 @@ def produce_raw(
 
 def read_topic(kafka: KafkaSettings, topic: str, timeout: float = 20.0) -> list[tuple[bytes | None, bytes]]:
     """Every message currently in ``topic`` (all partitions, from the beginning, no consumer group)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from segstream.topic_reader import read_records
 
-    consumer = KafkaConsumer(**kafka.kafka_python_kwargs(), group_id=None, enable_auto_commit=False,
-                             consumer_timeout_ms=1000, max_partition_fetch_bytes=4_000_000)  # fmt: skip
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        end = consumer.end_offsets(parts)
-        out: list[tuple[bytes | None, bytes]] = []
-        deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < end[tp] for tp in parts) and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500, max_records=10_000).values():
-                out.extend((m.key, m.value) for m in batch)
-        return out
-    finally:
-        consumer.close()
+    return [(r.key, r.value or b"") for r in read_records(kafka, topic, timeout_s=timeout)]
 
 
 # ------------------------------------------------------------------------------------------------- worker

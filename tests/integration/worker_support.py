@@ -152,23 +152,9 @@ def read_topic(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> list[
 
 def read_placed(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> list[tuple[int, bytes | None, Any]]:
     """Every record of a topic as (partition, key, decoded JSON value), from the beginning to its current end."""
-    from kafka import KafkaConsumer, TopicPartition
+    from segstream.topic_reader import read_records
 
-    consumer = KafkaConsumer(**kafka.kafka_python_kwargs(), group_id=None, enable_auto_commit=False)
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[tuple[int, bytes | None, Any]] = []
-        deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
-            for messages in consumer.poll(timeout_ms=500, max_records=20000).values():
-                out += [(m.partition, m.key, json.loads(m.value)) for m in messages]
-        return out
-    finally:
-        consumer.close()
+    return [(r.partition, r.key, json.loads(r.value)) for r in read_records(kafka, topic, timeout_s=timeout)]
 
 
 def done_count(redis_client: Any, prefix: str, events: Sequence[tuple[str, str]], chunk: int = 5000) -> int:

@@ -239,9 +239,12 @@ def test_dashboard_redis_wrapper_offers_reads_only() -> None:
     assert public <= reads, public
 
 
-def test_dashboard_kafka_reader_joins_no_group() -> None:
-    source = (REPO / "segstream" / "dashboard" / "live_topics.py").read_text()
+def test_the_topic_reader_joins_no_group_and_the_dashboard_reads_through_it() -> None:
+    source = (REPO / "segstream" / "topic_reader.py").read_text()
     assert "group_id=None" in source and "enable_auto_commit=False" in source
+    assert "allow_auto_create_topics=False" in source
+    dashboard = (REPO / "segstream" / "dashboard" / "live_topics.py").read_text()
+    assert "read_records" in dashboard and "KafkaConsumer" not in dashboard
 
 
 # ------------------------------------------------------------------------------- poison messages (DoS)
