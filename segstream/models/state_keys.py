@@ -17,8 +17,8 @@ slot and the same scripts run on one Redis and on a cluster. A customer belongs 
 ``{prefix}:v2:{<tag>}:sweep``         string with a TTL: the worker that holds the shard's sweep lease
 ``{prefix}:v2:{<tag>}:sales``         hash: ``<day>:total`` and ``<day>:segment:<id>`` streamed sales in cents
                                       of the shard's customers (the store sums the shards)
-``{prefix}:v2:{<tag>}:cap:<day>:<campaign>``  set with a TTL: the shard's trigger ids of a campaign on a UTC
-                                      day (the daily cap counts them over all shards)
+``{prefix}:v2:{<tag>}:cap:<day>:<campaign>``  set with a TTL: trigger ids of a campaign on a UTC day, each in
+                                      the shard of the trigger id (the daily cap counts them over all shards)
 ``{prefix}:v2:meta``                  hash: ``layout`` (2) and ``shards``
 ``{prefix}:v2:forecast``              string: the latest forecast refresh as JSON (read and written whole)
 
@@ -134,7 +134,7 @@ class KeySpace:
         return f"{self.shard_roots[shard]}:sweep"
 
     def cap(self, shard: int, campaign: str, day: int) -> str:
-        """A shard's trigger ids of a campaign on one UTC day (the daily cap counts them over all shards)."""
+        """Trigger ids of a campaign on one UTC day whose id falls in this shard (the cap sums the shards)."""
         return f"{self.shard_roots[shard]}:cap:{day}:{campaign}"
 
     @property
