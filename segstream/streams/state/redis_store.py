@@ -67,6 +67,29 @@ class _Keys:
         return index
 
 
+class _FinalizePart:
+    """One shard's share of a finalize: its KEYS and the payload that indexes them."""
+
+    __slots__ = ("caps", "changes", "cooldowns", "done", "due", "key", "keys", "sales", "segments")
+
+    def __init__(self, sales_key: str, due_key: str) -> None:
+        self.keys = _Keys(sales_key, due_key)
+        self.key = self.keys.__call__
+        self.segments: list[list[Any]] = []
+        self.changes: list[list[Any]] = []
+        self.sales: list[list[Any]] = []
+        self.done: list[int] = []
+        self.due: list[list[Any]] = []
+        self.cooldowns: list[list[Any]] = []
+        self.caps: list[list[Any]] = []
+
+    def payload(self) -> bytes:
+        return orjson.dumps({
+            "segments": self.segments, "changes": self.changes, "sales": self.sales, "done": self.done,
+            "due": self.due, "cooldowns": self.cooldowns, "caps": self.caps,
+        })  # fmt: skip
+
+
 class RedisStateStore:
     """:class:`~segstream.streams.state.base.StateStore` on a real Redis server or a Redis Cluster."""
 
@@ -194,66 +217,62 @@ class RedisStateStore:
 
     async def finalize(self, batch: Finalization) -> None:
         """Write segments, changes and sales, then mark the batch's events done."""
-        keys = self.keys
-        parts: dict[int, tuple[_Keys, dict[str, list[Any]]]] = {}
+        keys, roots = self.keys, self.keys.shard_roots
+        parts: dict[int, _FinalizePart] = {}
+        shard_cache: dict[str, int] = {}  # one crc32 per customer and call, not one per key
 
-        def part(shard: int) -> tuple[_Keys, dict[str, list[Any]]]:
+        def part_of(cid: str) -> tuple[_FinalizePart, str]:
+            shard = shard_cache.get(cid)
+            if shard is None:
+                shard = shard_cache[cid] = keys.shard_of(cid)
             found = parts.get(shard)
             if found is None:
-                found = parts[shard] = (
-                    _Keys(keys.sales(shard), keys.due(shard)),
-                    {k: [] for k in ("segments", "changes", "sales", "done", "due", "cooldowns", "caps")},
-                )
-            return found
-
-        def of_customer(cid: str) -> tuple[_Keys, dict[str, list[Any]]]:
-            return part(keys.shard_of(cid))
+                found = parts[shard] = _FinalizePart(keys.sales(shard), keys.due(shard))
+            return found, roots[shard]
 
         for cid, r in batch.segments.items():
-            k, p = of_customer(cid)
-            p["segments"].append(
-                [
-                    k(keys.customer(cid)),
-                    _opt(r.segment),
-                    _opt(r.pending),
-                    str(r.pending_count),
-                    r.model_version,
-                    str(r.scored_as_of_ms),
-                    str(r.pending_since_ms),
-                ]
-            )
+            part, root = part_of(cid)
+            part.segments.append([
+                part.key(f"{root}:c:{cid}"), _opt(r.segment), _opt(r.pending), str(r.pending_count),
+                r.model_version, str(r.scored_as_of_ms), str(r.pending_since_ms),
+            ])  # fmt: skip
         for c in batch.changes:
-            k, p = of_customer(c.customer_id)
-            p["changes"].append([k(keys.history(c.customer_id)), orjson.dumps(c.history_entry()).decode()])
-        for event_id, day, segment, cents in batch.sales:
-            cid = self._customer(event_id)
-            k, p = of_customer(cid)
-            p["sales"].append([k(keys.event(event_id, cid)), day, segment, cents])
+            part, root = part_of(c.customer_id)
+            part.changes.append([part.key(f"{root}:h:{c.customer_id}"), orjson.dumps(c.history_entry()).decode()])
+        customer = self._customer
+        markers: dict[str, tuple[_FinalizePart, int]] = {}  # sales and done name mostly the same events
         for event_id in batch.done_event_ids:
-            cid = self._customer(event_id)
-            k, p = of_customer(cid)
-            p["done"].append(k(keys.event(event_id, cid)))
+            part, root = part_of(customer(event_id))
+            index = part.key(f"{root}:e:{event_id}")
+            markers[event_id] = (part, index)
+            part.done.append(index)
+        for event_id, day, segment, cents in batch.sales:
+            found = markers.get(event_id)
+            if found is None:
+                part, root = part_of(customer(event_id))
+                found = (part, part.key(f"{root}:e:{event_id}"))
+            found[0].sales.append([found[1], day, segment, cents])
         for cid, at in batch.next_check_ms.items():
-            of_customer(cid)[1]["due"].append([cid, int(at)])
+            part_of(cid)[0].due.append([cid, int(at)])
         for (cid, campaign), at in batch.cooldowns.items():
-            k, p = of_customer(cid)
-            p["cooldowns"].append([k(keys.customer(cid)), campaign, int(at)])
+            part, root = part_of(cid)
+            part.cooldowns.append([part.key(f"{root}:c:{cid}"), campaign, int(at)])
         for (campaign, day), ids in batch.caps.items():
             per_shard: dict[int, list[str]] = {}
             for trigger_id in ids:
                 # A trigger id starts with nothing of its customer: shard the cap set by the trigger id.
                 per_shard.setdefault(keys.shard_of(trigger_id), []).append(trigger_id)
             for shard, shard_ids in per_shard.items():
-                k, p = part(shard)
-                p["caps"].append([k(keys.cap(shard, campaign, day)), shard_ids])
-        calls = [
-            (self._finalize, k.keys, [self._ttl, HISTORY_LENGTH, orjson.dumps(payload)])
-            for k, payload in parts.values()
-        ]
+                found = parts.get(shard)
+                if found is None:
+                    found = parts[shard] = _FinalizePart(keys.sales(shard), keys.due(shard))
+                found.caps.append([found.key(keys.cap(shard, campaign, day)), shard_ids])
+        calls = [(self._finalize, p.keys.keys, [self._ttl, HISTORY_LENGTH, p.payload()]) for p in parts.values()]
         await self._run(calls)
         if batch.done_event_ids:
             # Kept for one more finalize, so a finalize retried after it succeeded still finds its shards.
-            self._finalized = {e: self._customer_of.pop(e, None) or self._customer(e) for e in batch.done_event_ids}
+            pop = self._customer_of.pop
+            self._finalized = {e: pop(e, None) or customer(e) for e in batch.done_event_ids}
 
     def _customer(self, event_id: str) -> str:
         cid = self._customer_of.get(event_id) or self._finalized.get(event_id)
