@@ -77,12 +77,14 @@ local function customer_row(h, net, qty, as_of)
 end
 """
 
-# One shard's part of a batch. KEYS: the shard's watermark, then its C customer hashes, then one dedupe
-# marker per event. ARGV: ttl, the batch's as-of time (the worker's watermark: the largest event time it
-# knows, this batch's included), C, JSON array [customer index 1..C, ts_ms, cents, ...] in event order (one
-# argument: encoding three arguments per event was ~10 us/event of client time).
-# Returns {stored shard watermark, {delivery per event}, {customer index, row, customer index, row, ...}};
-# the rows are as of the given as-of time, so every shard of a batch answers as of the same time.
+# KEYS: the watermark of every shard the call touches, the customer hashes and one dedupe marker per event.
+# On Redis Cluster a call holds one shard (its keys share a slot); on one Redis, every shard of the batch in
+# one call. ARGV: ttl, the batch's as-of time (the worker's watermark: the largest event time it knows, this
+# batch's included), JSON array [watermark, customer, marker, ts_ms, cents, ...] per event in order, the
+# first three as indexes into KEYS (one argument: encoding the numbers as arguments was ~10 us/event of
+# client time).
+# Returns {the largest stored watermark, {delivery per event}, {customer index, row, ...}}; the rows are
+# as of the given as-of time, so every shard of a batch answers as of the same time.
 # Events are grouped per customer first, so each customer costs one HGETALL and one HSET however many of
 # its events the batch holds (measured: ~12 calls per event before, 46 us/event; see the bench).
 # Each stored field is visited once: window sums, the touched days' stored values and stale-day candidates
@@ -97,27 +99,31 @@ local FAST_GAP = {FAST_GAP_DAYS}
 """
     + """
 local floor, byte, sub = math.floor, string.byte, string.sub
-local ttl, wm, ncust = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local ev = cjson.decode(ARGV[4])
-local stored_wm = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl, wm = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ev = cjson.decode(ARGV[3])
+local stored_wm, shard_wm = 0, {}
 local deliveries = {}
 local order, pending = {}, {}
-local marker = 1 + ncust
-for i = 1, #ev, 3 do
-  local ci, ts = ev[i], ev[i + 1]
+for i = 1, #ev, 5 do
+  local wi, ci, ts = ev[i], ev[i + 1], ev[i + 3]
+  if not shard_wm[wi] then
+    shard_wm[wi] = tonumber(redis.call('GET', KEYS[wi]) or '0')
+    if shard_wm[wi] > stored_wm then stored_wm = shard_wm[wi] end
+  end
   if not pending[ci] then pending[ci] = {}; order[#order + 1] = ci end
-  marker = marker + 1
-  local marker_key = KEYS[marker]
+  local marker_key = KEYS[ev[i + 2]]
   if redis.call('SET', marker_key, '1', 'NX', 'EX', ttl) then
     deliveries[#deliveries + 1] = 1
     local list = pending[ci]
     list[#list + 1] = ts
-    list[#list + 1] = ev[i + 2]
+    list[#list + 1] = ev[i + 4]
   else
     deliveries[#deliveries + 1] = tonumber(redis.call('GET', marker_key)) + 1
   end
 end
-if wm > stored_wm then redis.call('SET', KEYS[1], wm) end
+for wi, stored in pairs(shard_wm) do
+  if wm > stored then redis.call('SET', KEYS[wi], wm) end
+end
 -- A day counts in window w when day > lows[w]. A customer's horizon (its latest event's day - RETENTION) is
 -- at or below its cut (the later of the as-of day and its latest event's day, less RETENTION).
 local as_of_day = floor(wm / DAY_MS)
@@ -143,7 +149,7 @@ local function add_to_windows(sums, day, cents, count)
   end
 end
 for _, ci in ipairs(order) do
-  local key = KEYS[1 + ci]
+  local key = KEYS[ci]
   local list = pending[ci]
   -- the new events per day; the stored buckets of those days are added below
   local net, qty, touched = {}, {}, {}
@@ -315,11 +321,11 @@ return customers
 """
 )
 
-# One shard's part of a finalize. KEYS: the shard's sales hash and due set, then every customer hash,
-# history list, dedupe marker and cap set the batch names (each once). ARGV: ttl, history length, JSON
-# {segments: [[key, sg, sp, sn, sv, sa, sd]], changes: [[key, entry]], sales: [[marker, day, segment, cents]],
-# done: [marker], due: [[customer id, at]], cooldowns: [[key, campaign, at]], caps: [[key, [trigger ids]]]},
-# where a key or marker is an index into KEYS.
+# KEYS: every sales hash, due set, customer hash, history list, dedupe marker and cap set the call names (each
+# once; one shard's on Redis Cluster, every shard's on one Redis). ARGV: ttl, history length, JSON
+# {segments: [[key, sg, sp, sn, sv, sa, sd]], changes: [[key, entry]],
+# sales: [[marker, day, segment, cents, sales key]], done: [marker], due: [[due key, customer id, at]],
+# cooldowns: [[key, campaign, at]], caps: [[key, [trigger ids]]]}, where a key or marker is an index into KEYS.
 FINALIZE = """
 local ttl, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
 local batch = cjson.decode(ARGV[3])
@@ -337,10 +343,11 @@ local sale_of = {}
 for _, sale in ipairs(batch['sales']) do sale_of[sale[1]] = sale end
 local totals, fields = {}, {}
 local function count_sale(sale)
-  local day = sale[2]
+  local day, at = sale[2], sale[5]
   for _, f in ipairs({day .. ':total', day .. ':segment:' .. sale[3]}) do
-    if totals[f] == nil then totals[f] = 0; fields[#fields + 1] = f end
-    totals[f] = totals[f] + sale[4]
+    local slot = at .. '|' .. f
+    if totals[slot] == nil then totals[slot] = 0; fields[#fields + 1] = {at, f, slot} end
+    totals[slot] = totals[slot] + sale[4]
   end
 end
 local marked = {}
@@ -354,10 +361,10 @@ for _, sale in ipairs(batch['sales']) do
   if not marked[sale[1]] and redis.call('GET', KEYS[sale[1]]) ~= '2' then count_sale(sale) end
 end
 for _, f in ipairs(fields) do
-  redis.call('HINCRBY', KEYS[1], f, totals[f])
+  redis.call('HINCRBY', KEYS[f[1]], f[2], totals[f[3]])
 end
 for _, d in ipairs(batch['due']) do
-  redis.call('ZADD', KEYS[2], d[2], d[1])
+  redis.call('ZADD', KEYS[d[1]], d[3], d[2])
 end
 -- Campaign decisions, in the same atomic step as the segment records they were made from.
 for _, c in ipairs(batch['cooldowns']) do

@@ -13,12 +13,13 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from segstream.models.customer_state import AggregateRow
@@ -68,13 +69,15 @@ class _Keys:
 
 
 class _FinalizePart:
-    """One shard's share of a finalize: its KEYS and the payload that indexes them."""
+    """One shard's share of a finalize, indexing into KEYS it may share with other shards (one Redis)."""
 
-    __slots__ = ("caps", "changes", "cooldowns", "done", "due", "key", "keys", "sales", "segments")
+    __slots__ = ("caps", "changes", "cooldowns", "done", "due", "due_index", "key", "keys", "sales", "sales_index",
+                 "segments")  # fmt: skip
 
-    def __init__(self, sales_key: str, due_key: str) -> None:
-        self.keys = _Keys(sales_key, due_key)
-        self.key = self.keys.__call__
+    def __init__(self, keys: _Keys, sales_key: str, due_key: str) -> None:
+        self.keys = keys
+        self.key = keys.__call__
+        self.sales_index, self.due_index = self.key(sales_key), self.key(due_key)
         self.segments: list[list[Any]] = []
         self.changes: list[list[Any]] = []
         self.sales: list[list[Any]] = []
@@ -83,11 +86,12 @@ class _FinalizePart:
         self.cooldowns: list[list[Any]] = []
         self.caps: list[list[Any]] = []
 
-    def payload(self) -> bytes:
-        return orjson.dumps({
-            "segments": self.segments, "changes": self.changes, "sales": self.sales, "done": self.done,
-            "due": self.due, "cooldowns": self.cooldowns, "caps": self.caps,
-        })  # fmt: skip
+
+def _finalize_payload(parts: Sequence[_FinalizePart]) -> bytes:
+    return orjson.dumps({
+        name: [item for part in parts for item in getattr(part, name)]
+        for name in ("segments", "changes", "sales", "done", "due", "cooldowns", "caps")
+    })  # fmt: skip
 
 
 class RedisStateStore:
@@ -156,7 +160,16 @@ class RedisStateStore:
         if not calls:
             return []
         if self._cluster:
-            return list(await asyncio.gather(*(self._run_one(s, k, a) for s, k, a in calls)))
+            try:
+                return list(await asyncio.gather(*(self._run_one(s, k, a) for s, k, a in calls)))
+            except AttributeError as exc:
+                # redis-py 8.1's asyncio cluster client can hand out a connection that a topology refresh
+                # (a failover) closed under it ('NoneType' has no 'writelines'). The calls are idempotent, so
+                # report it as the connection error it is and let the caller's retry run them again; an
+                # AttributeError raised anywhere but inside redis-py stays what it is.
+                if not _raised_inside_redis_py(exc):
+                    raise
+                raise RedisConnectionError(f"connection closed by a cluster topology change ({exc})") from exc
         async with self._redis.pipeline(transaction=False) as pipe:
             for script, keys, args in calls:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
@@ -187,27 +200,33 @@ class RedisStateStore:
         for event in unique:
             by_shard.setdefault(shard_of(event.customer_id), []).append(event)
             self._customer_of[event.event_id] = event.customer_id
+        # A cluster takes one call per shard (its keys share a slot); one Redis takes the whole batch in one.
+        groups = [[item] for item in by_shard.items()] if self._cluster else [list(by_shard.items())]
         calls, customers_of_call, events_of_call = [], [], []
-        root_of = self.keys.shard_roots
-        for shard, shard_events in by_shard.items():
-            root = root_of[shard]
-            index: dict[str, int] = {}
+        root_of, ttl = self.keys.shard_roots, self._ttl
+        for group in groups:
+            keys = _Keys()
+            customer_at: dict[int, str] = {}
             flat: list[int] = []
-            for e in shard_events:
-                ci = index.setdefault(e.customer_id, len(index) + 1)
-                flat += (ci, e.ts_ms, e.amount_cents)
-            keys = [f"{root}:wm", *(f"{root}:c:{cid}" for cid in index)]
-            keys += [f"{root}:e:{e.event_id}" for e in shard_events]
-            calls.append((self._apply, keys, [self._ttl, as_of, len(index), orjson.dumps(flat)]))
-            customers_of_call.append(list(index))
-            events_of_call.append(shard_events)
+            ordered: list[Event] = []
+            for shard, shard_events in group:
+                root = root_of[shard]
+                wi = keys(f"{root}:wm")
+                for e in shard_events:
+                    ci = keys(f"{root}:c:{e.customer_id}")
+                    customer_at[ci] = e.customer_id
+                    flat += (wi, ci, keys(f"{root}:e:{e.event_id}"), e.ts_ms, e.amount_cents)
+                ordered += shard_events
+            calls.append((self._apply, keys.keys, [ttl, as_of, orjson.dumps(flat)]))
+            customers_of_call.append(customer_at)
+            events_of_call.append(ordered)
         replies = await self._run(calls)
         delivered: dict[str, Delivery] = {}
         views: dict[str, CustomerView] = {}
         stored_wm = as_of
-        for (wm, deliveries, rows), cids, shard_events in zip(replies, customers_of_call, events_of_call, strict=True):
+        for (wm, deliveries, rows), cids, ordered in zip(replies, customers_of_call, events_of_call, strict=True):
             stored_wm = max(stored_wm, int(wm))
-            for e, d in zip(shard_events, deliveries, strict=True):
+            for e, d in zip(ordered, deliveries, strict=True):
                 # A dict lookup, not Delivery(d): the enum's call was ~0.4 us per event.
                 delivered[e.event_id] = _DELIVERIES[int(d)]
             views.update(_views(rows, cids))
@@ -220,15 +239,17 @@ class RedisStateStore:
         keys, roots = self.keys, self.keys.shard_roots
         parts: dict[int, _FinalizePart] = {}
         shard_cache: dict[str, int] = {}  # one crc32 per customer and call, not one per key
+        shared = None if self._cluster else _Keys()  # one Redis: every shard in one call
+
+        def new_part(shard: int) -> _FinalizePart:
+            part = parts[shard] = _FinalizePart(shared or _Keys(), keys.sales(shard), keys.due(shard))
+            return part
 
         def part_of(cid: str) -> tuple[_FinalizePart, str]:
             shard = shard_cache.get(cid)
             if shard is None:
                 shard = shard_cache[cid] = keys.shard_of(cid)
-            found = parts.get(shard)
-            if found is None:
-                found = parts[shard] = _FinalizePart(keys.sales(shard), keys.due(shard))
-            return found, roots[shard]
+            return parts.get(shard) or new_part(shard), roots[shard]
 
         for cid, r in batch.segments.items():
             part, root = part_of(cid)
@@ -251,9 +272,10 @@ class RedisStateStore:
             if found is None:
                 part, root = part_of(customer(event_id))
                 found = (part, part.key(f"{root}:e:{event_id}"))
-            found[0].sales.append([found[1], day, segment, cents])
+            found[0].sales.append([found[1], day, segment, cents, found[0].sales_index])
         for cid, at in batch.next_check_ms.items():
-            part_of(cid)[0].due.append([cid, int(at)])
+            part = part_of(cid)[0]
+            part.due.append([part.due_index, cid, int(at)])
         for (cid, campaign), at in batch.cooldowns.items():
             part, root = part_of(cid)
             part.cooldowns.append([part.key(f"{root}:c:{cid}"), campaign, int(at)])
@@ -263,11 +285,16 @@ class RedisStateStore:
                 # A trigger id starts with nothing of its customer: shard the cap set by the trigger id.
                 per_shard.setdefault(keys.shard_of(trigger_id), []).append(trigger_id)
             for shard, shard_ids in per_shard.items():
-                found = parts.get(shard)
-                if found is None:
-                    found = parts[shard] = _FinalizePart(keys.sales(shard), keys.due(shard))
+                found = parts.get(shard) or new_part(shard)
                 found.caps.append([found.key(keys.cap(shard, campaign, day)), shard_ids])
-        calls = [(self._finalize, p.keys.keys, [self._ttl, HISTORY_LENGTH, p.payload()]) for p in parts.values()]
+        if not parts:
+            calls = []
+        elif shared is None:
+            calls = [(self._finalize, p.keys.keys, [self._ttl, HISTORY_LENGTH, _finalize_payload([p])])
+                     for p in parts.values()]  # fmt: skip
+        else:
+            payload = _finalize_payload(list(parts.values()))
+            calls = [(self._finalize, shared.keys, [self._ttl, HISTORY_LENGTH, payload])]
         await self._run(calls)
         if batch.done_event_ids:
             # Kept for one more finalize, so a finalize retried after it succeeded still finds its shards.
@@ -290,11 +317,11 @@ class RedisStateStore:
         by_shard: dict[int, list[str]] = {}
         for cid in dict.fromkeys(customer_ids):
             by_shard.setdefault(self.keys.shard_of(cid), []).append(cid)
-        groups = list(by_shard.values())
+        groups = list(by_shard.values()) if self._cluster else [[c for cids in by_shard.values() for c in cids]]
         calls = [(self._view, [self.keys.customer(c) for c in cids], [as_of]) for cids in groups]
         views: dict[str, CustomerView] = {}
         for rows, cids in zip(await self._run(calls), groups, strict=True):
-            views.update(_views(rows, cids))
+            views.update(_views(rows, dict(enumerate(cids, 1))))
         return views
 
     async def campaign_memory(
@@ -384,11 +411,12 @@ class RedisStateStore:
         await self._redis.aclose()
 
 
-def _views(flat: list[Any], customer_ids: Sequence[str]) -> dict[str, CustomerView]:
+def _views(flat: list[Any], customer_at: Mapping[int, str]) -> dict[str, CustomerView]:
+    """Rows the scripts returned as (KEYS index of the customer hash, row) pairs, as views by customer."""
     views: dict[str, CustomerView] = {}
     n = len(AGGREGATE_FIELDS)
     for i in range(0, len(flat), 2):
-        cid, row = customer_ids[int(flat[i]) - 1], flat[i + 1]
+        cid, row = customer_at[int(flat[i])], flat[i + 1]
         # Lua integers arrive as ints already; the segment fields are strings, and int() takes bytes too.
         sg, sp, sn, sv, sa, sd = row[n:]
         record = SegmentRecord(
@@ -401,6 +429,13 @@ def _views(flat: list[Any], customer_ids: Sequence[str]) -> dict[str, CustomerVi
         )
         views[cid] = CustomerView(cid, AggregateRow(row[:n]), record)
     return views
+
+
+def _raised_inside_redis_py(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}redis{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
 def _opt(value: int | None) -> str:
