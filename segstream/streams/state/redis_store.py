@@ -1,8 +1,9 @@
-"""The Redis state store: each batch is one Lua call per shard it touches to apply, and one to finalize.
+"""The Redis state store: a batch is one Lua call to apply and one to finalize (on Redis Cluster, one per shard).
 
-A shard's keys share one hash slot (see :mod:`segstream.models.state_keys`), so every script declares all
-its keys and the same code runs on one Redis (the calls go in one pipeline) and on Redis Cluster (each
-call goes to the master of its slot, concurrently).
+A shard's keys share one hash slot (see :mod:`segstream.models.state_keys`) and every script declares all
+the keys it touches, so the same scripts run on one Redis (all of a batch's shards in one call: a single
+server has no slot rule) and on Redis Cluster (one call per shard, each to the master of its slot,
+concurrently).
 """
 
 from __future__ import annotations
