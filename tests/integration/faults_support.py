@@ -19,7 +19,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,25 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segstream.bench.procs import free_port, read_metrics, segstream_command
 from segstream.settings import KafkaSettings, RedisSettings
 from tests.integration.worker_support import done_count  # noqa: F401 - the tests import it from here too
 
 REPO = Path(__file__).resolve().parents[2]
-_LAUNCH = (
-    "import sys\n"
-    "from segstream.cli.main import main\n"
-    "sys.argv[0] = 'segstream'\n"
-    "main()\n"
-)
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "") -> float:
@@ -89,7 +74,7 @@ class Dataset:
 
 
 def _segstream(*args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
-    cmd = [sys.executable, "-c", _LAUNCH, *args]
+    cmd = segstream_command(*args)
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)  # noqa: S603
     if done.returncode != 0:
         raise AssertionError(f"segstream {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -246,7 +231,7 @@ class WorkerProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-c", _LAUNCH, "worker", "--loglevel", loglevel],
+                segstream_command("worker", "--loglevel", loglevel),
                 cwd=self.config.workdir, env=self.config.env(self.web_port), stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
@@ -309,15 +294,7 @@ class WorkerProcess:
 
     def metrics(self) -> dict[str, float]:
         """The unlabelled Prometheus samples (empty when the server does not answer)."""
-        status, body = self.http("/metrics")
-        if status != 200:
-            return {}
-        out: dict[str, float] = {}
-        for line in body.splitlines():
-            if line and not line.startswith("#") and "{" not in line:
-                name, _, value = line.partition(" ")
-                out[name] = float(value)
-        return out
+        return read_metrics(self.web_port) or {}
 
 
 # ----------------------------------------------------------------------------------------- state checking

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -17,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from segstream.bench.procs import read_metrics, segstream_command
 from segstream.settings import KafkaSettings
 from tests.integration.conftest import StackHandle, free_port
 
@@ -96,8 +96,7 @@ class WorkerEnv:
 
     def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}-{self.tag}.log", "ab")  # noqa: SIM115 - owned by the process
-        code = "from segstream.cli.main import main; main()"
-        return subprocess.Popen([sys.executable, "-c", code, "worker"], env=self.env(), stdout=log,
+        return subprocess.Popen(segstream_command("worker"), env=self.env(), stdout=log,
                                 stderr=subprocess.STDOUT, cwd=self.workdir)  # fmt: skip
 
     def log_text(self, name: str = "worker") -> str:
@@ -125,13 +124,9 @@ class WorkerEnv:
         raise AssertionError(f"worker HTTP did not come up:\n{self.log_text()[-3000:]}")
 
     def metrics(self) -> dict[str, float]:
-        _, text = self.http("/metrics")
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#") and "{" not in line:
-                name, value = line.split()
-                out[name] = float(value)
-        return out
+        found = read_metrics(self.web_port)
+        assert found is not None, f"worker on :{self.web_port} does not answer /metrics"
+        return found
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> None:
