@@ -208,7 +208,6 @@ def _redis_ping(redis_settings: RedisSettings, timeout: float) -> None:
     kwargs = redis_settings.client_kwargs()
     kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0)
     if is_cluster_url(redis_settings.url):
-        kwargs.pop("health_check_interval", None)
         client = sync_client(redis_settings.url, **kwargs)
     else:
         client = redis.Redis.from_url(redis_settings.url, retry=Retry(NoBackoff(), 0), **kwargs)

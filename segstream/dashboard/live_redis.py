@@ -23,7 +23,7 @@ import pandas as pd
 from segstream.dashboard.errors import LiveStateUnavailable
 from segstream.models.customer_state import CustomerState, aggregates_matrix
 from segstream.models.features import DAY_MS, FEATURE_NAMES, NO_TIMESTAMP, features_from_aggregates
-from segstream.models.state_keys import DEFAULT_SHARDS, KeySpace
+from segstream.models.state_keys import DEFAULT_SHARDS, KeySpace, merge_daily_sales
 from segstream.redis_clients import sync_client
 from segstream.settings import RedisSettings
 
@@ -177,12 +177,9 @@ class LiveReader:
 
     def daily_sales(self) -> pd.DataFrame:
         """Streamed daily sales: ``date, series, sales`` (series ``total`` or ``segment:<id>``, money units)."""
-        totals: dict[tuple[int, str], int] = {}
-        for shard in self.redis.hgetall_many([self.keys.sales(s) for s in range(self.keys.shards)]):
-            for name, cents in shard.items():
-                day, _, series = name.partition(":")
-                totals[(int(day), series)] = totals.get((int(day), series), 0) + int(cents)
-        rows = [(pd.Timestamp(day * DAY_MS, unit="ms"), series, c / 100.0) for (day, series), c in totals.items()]
+        daily = merge_daily_sales(self.redis.hgetall_many([self.keys.sales(s) for s in range(self.keys.shards)]))
+        rows = [(pd.Timestamp(day * DAY_MS, unit="ms"), series, cents / 100.0)
+                for day, by_series in daily.items() for series, cents in by_series.items()]  # fmt: skip
         frame = pd.DataFrame(rows, columns=["date", "series", "sales"])
         return frame.sort_values(["series", "date"]).reset_index(drop=True)
 

@@ -29,8 +29,10 @@ The tag of shard ``i`` is ``s<i>.<n>``, with the smallest ``n`` whose slot falls
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 KEY_FORMAT_VERSION = 2
 DEFAULT_SHARDS = 16
@@ -76,6 +78,32 @@ def shard_tags(shards: int) -> list[str]:
     return tags
 
 
+def customer_key(shard_root: str, customer_id: str) -> str:
+    """The customer's hash, given its shard's root (the store's hot path has the root at hand)."""
+    return f"{shard_root}:c:{customer_id}"
+
+
+def event_key(shard_root: str, event_id: str) -> str:
+    """An event's dedupe marker, given the root of its customer's shard."""
+    return f"{shard_root}:e:{event_id}"
+
+
+def history_key(shard_root: str, customer_id: str) -> str:
+    """The customer's change history, given its shard's root."""
+    return f"{shard_root}:h:{customer_id}"
+
+
+def merge_daily_sales(hashes: Iterable[Mapping[Any, Any]]) -> dict[int, dict[str, int]]:
+    """The shards' sales hashes (``<day>:<series>`` -> cents, bytes or text) summed: ``{day: {series: cents}}``."""
+    out: dict[int, dict[str, int]] = {}
+    for fields in hashes:
+        for name, cents in fields.items():
+            day, _, series = (name.decode() if isinstance(name, bytes) else name).partition(":")
+            totals = out.setdefault(int(day), {})
+            totals[series] = totals.get(series, 0) + int(cents)
+    return out
+
+
 @dataclass(frozen=True)
 class KeySpace:
     """Builds every key the store uses from one prefix and the shard count."""
@@ -107,15 +135,15 @@ class KeySpace:
 
     def customer(self, customer_id: str) -> str:
         """The customer's fold and segment record."""
-        return f"{self.shard_roots[self.shard_of(customer_id)]}:c:{customer_id}"
+        return customer_key(self.shard_roots[self.shard_of(customer_id)], customer_id)
 
     def event(self, event_id: str, customer_id: str) -> str:
         """The dedupe marker of one event (in its customer's shard)."""
-        return f"{self.shard_roots[self.shard_of(customer_id)]}:e:{event_id}"
+        return event_key(self.shard_roots[self.shard_of(customer_id)], event_id)
 
     def history(self, customer_id: str) -> str:
         """The customer's latest segment changes."""
-        return f"{self.shard_roots[self.shard_of(customer_id)]}:h:{customer_id}"
+        return history_key(self.shard_roots[self.shard_of(customer_id)], customer_id)
 
     def sales(self, shard: int) -> str:
         """Streamed daily sales of a shard's customers."""

@@ -21,7 +21,6 @@ from typing import Protocol
 from segstream.models.changes import change_id
 from segstream.models.errors import SegstreamError
 from segstream.models.events import Event
-from segstream.models.state_keys import KEY_FORMAT_VERSION  # noqa: F401 - re-exported
 
 # Bump when the key layout or a stored field changes; pinned by a golden test.
 DEFAULT_DEDUPE_TTL_S = 7 * 24 * 3600

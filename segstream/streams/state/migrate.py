@@ -83,9 +83,6 @@ def migrate_v1_to_v2(source: Any, target: Any, prefix: str, shards: int, *, drop
     report = MigrationReport()
     copied: list[str] = []
 
-    def flush(pipe: Any) -> None:
-        pipe.execute()
-
     # Customers, in chunks: one pipelined read and one pipelined write per chunk.
     customer_keys = list(_scan(source, f"{v1}:c:*"))
     for start in range(0, len(customer_keys), _CHUNK):
@@ -97,7 +94,7 @@ def migrate_v1_to_v2(source: Any, target: Any, prefix: str, shards: int, *, drop
         for key, fields in zip(chunk, read.execute(), strict=True):
             if fields:
                 write.hset(keys.customer(key[len(v1) + 3 :]), mapping=fields)
-        flush(write)
+        write.execute()
         report.customers += len(chunk)
         copied += chunk
     for key in _scan(source, f"{v1}:h:*"):
@@ -111,7 +108,7 @@ def migrate_v1_to_v2(source: Any, target: Any, prefix: str, shards: int, *, drop
     for member, at in due:
         cid = _text(member)
         write.zadd(keys.due(keys.shard_of(cid)), {cid: at})
-    flush(write)
+    write.execute()
     report.due = len(due)
     sales = source.hgetall(f"{v1}:sales")
     if sales:
@@ -138,11 +135,15 @@ def migrate_v1_to_v2(source: Any, target: Any, prefix: str, shards: int, *, drop
     if forecast is not None:
         target.set(keys.forecast, forecast)
         report.forecast = True
-    report.markers_not_copied = sum(1 for _ in _scan(source, f"{v1}:e:*"))
+    if drop_v1:
+        markers = list(_scan(source, f"{v1}:e:*"))  # one scan serves the count and the drop
+        copied += markers
+        report.markers_not_copied = len(markers)
+    else:
+        report.markers_not_copied = sum(1 for _ in _scan(source, f"{v1}:e:*"))
     target.hset(keys.meta, mapping={"layout": str(KEY_FORMAT_VERSION), "shards": str(shards), "migrated_from": "1"})
     if drop_v1:
         doomed = copied + [f"{v1}:{name}" for name in ("due", "sales", "wm", "forecast")]
-        doomed += list(_scan(source, f"{v1}:e:*"))
         for start in range(0, len(doomed), _CHUNK):
             report.v1_keys_dropped += int(source.delete(*doomed[start : start + _CHUNK]))
     return report

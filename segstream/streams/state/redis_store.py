@@ -26,7 +26,15 @@ from redis.exceptions import NoScriptError
 from segstream.models.customer_state import AggregateRow
 from segstream.models.events import Event
 from segstream.models.features import AGGREGATE_FIELDS
-from segstream.models.state_keys import DEFAULT_SHARDS, KEY_FORMAT_VERSION, KeySpace
+from segstream.models.state_keys import (
+    DEFAULT_SHARDS,
+    KEY_FORMAT_VERSION,
+    KeySpace,
+    customer_key,
+    event_key,
+    history_key,
+    merge_daily_sales,
+)
 from segstream.redis_clients import async_client
 from segstream.streams.state import lua
 from segstream.streams.state.base import (
@@ -212,11 +220,11 @@ class RedisStateStore:
             ordered: list[Event] = []
             for shard, shard_events in group:
                 root = root_of[shard]
-                wi = keys(f"{root}:wm")
+                wi = keys(self.keys.watermark(shard))
                 for e in shard_events:
-                    ci = keys(f"{root}:c:{e.customer_id}")
+                    ci = keys(customer_key(root, e.customer_id))
                     customer_at[ci] = e.customer_id
-                    flat += (wi, ci, keys(f"{root}:e:{e.event_id}"), e.ts_ms, e.amount_cents)
+                    flat += (wi, ci, keys(event_key(root, e.event_id)), e.ts_ms, e.amount_cents)
                 ordered += shard_events
             calls.append((self._apply, keys.keys, [ttl, as_of, orjson.dumps(flat)]))
             customers_of_call.append(customer_at)
@@ -255,39 +263,39 @@ class RedisStateStore:
         for cid, r in batch.segments.items():
             part, root = part_of(cid)
             part.segments.append([
-                part.key(f"{root}:c:{cid}"), _opt(r.segment), _opt(r.pending), str(r.pending_count),
+                part.key(customer_key(root, cid)), _opt(r.segment), _opt(r.pending), str(r.pending_count),
                 r.model_version, str(r.scored_as_of_ms), str(r.pending_since_ms),
             ])  # fmt: skip
         for c in batch.changes:
             part, root = part_of(c.customer_id)
-            part.changes.append([part.key(f"{root}:h:{c.customer_id}"), orjson.dumps(c.history_entry()).decode()])
+            part.changes.append([part.key(history_key(root, c.customer_id)), orjson.dumps(c.history_entry()).decode()])
         customer = self._customer
         markers: dict[str, tuple[_FinalizePart, int]] = {}  # sales and done name mostly the same events
         for event_id in batch.done_event_ids:
             part, root = part_of(customer(event_id))
-            index = part.key(f"{root}:e:{event_id}")
+            index = part.key(event_key(root, event_id))
             markers[event_id] = (part, index)
             part.done.append(index)
         for event_id, day, segment, cents in batch.sales:
             found = markers.get(event_id)
             if found is None:
                 part, root = part_of(customer(event_id))
-                found = (part, part.key(f"{root}:e:{event_id}"))
+                found = (part, part.key(event_key(root, event_id)))
             found[0].sales.append([found[1], day, segment, cents, found[0].sales_index])
         for cid, at in batch.next_check_ms.items():
             part = part_of(cid)[0]
             part.due.append([part.due_index, cid, int(at)])
         for (cid, campaign), at in batch.cooldowns.items():
             part, root = part_of(cid)
-            part.cooldowns.append([part.key(f"{root}:c:{cid}"), campaign, int(at)])
+            part.cooldowns.append([part.key(customer_key(root, cid)), campaign, int(at)])
         for (campaign, day), ids in batch.caps.items():
             per_shard: dict[int, list[str]] = {}
             for trigger_id in ids:
                 # A trigger id starts with nothing of its customer: shard the cap set by the trigger id.
                 per_shard.setdefault(keys.shard_of(trigger_id), []).append(trigger_id)
             for shard, shard_ids in per_shard.items():
-                found = parts.get(shard) or new_part(shard)
-                found.caps.append([found.key(keys.cap(shard, campaign, day)), shard_ids])
+                cap_part = parts.get(shard) or new_part(shard)
+                cap_part.caps.append([cap_part.key(keys.cap(shard, campaign, day)), shard_ids])
         if not parts:
             calls = []
         elif shared is None:
@@ -391,13 +399,7 @@ class RedisStateStore:
             for shard in range(self.keys.shards):
                 pipe.hgetall(self.keys.sales(shard))
             replies = await pipe.execute()
-        out: dict[int, dict[str, int]] = {}
-        for reply in replies:
-            for field, cents in reply.items():
-                day, _, series = _text(field).partition(":")
-                totals = out.setdefault(int(day), {})
-                totals[series] = totals.get(series, 0) + int(cents)
-        return out
+        return merge_daily_sales(replies)
 
     async def history(self, customer_id: str) -> list[dict[str, object]]:
         """The customer's latest segment changes, newest first."""
