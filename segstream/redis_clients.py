@@ -30,6 +30,10 @@ def _node_url(url: str) -> str:
     return url.replace("+cluster://", "://", 1)
 
 
+def _cluster_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k not in _NOT_FOR_CLUSTER}
+
+
 class _HiredisPacking:
     """Packs commands with hiredis's C packer instead of redis-py's Python one (asyncio redis-py has no
     switch for it). A batch's scripts declare every key they touch, a few arguments per event, and the
@@ -55,8 +59,7 @@ def _packed(connection_class: type) -> type:
 def async_client(url: str, **kwargs: Any) -> aioredis.Redis | AsyncRedisCluster:
     """An asyncio client for one Redis or a Redis Cluster, chosen by the URL's scheme."""
     if is_cluster_url(url):
-        options = {k: v for k, v in kwargs.items() if k not in _NOT_FOR_CLUSTER}
-        return AsyncRedisCluster.from_url(_node_url(url), **options)
+        return AsyncRedisCluster.from_url(_node_url(url), **_cluster_options(kwargs))
     client = aioredis.from_url(url, **kwargs)
     if hiredis is not None and hasattr(hiredis, "pack_command"):
         pool = client.connection_pool
@@ -67,6 +70,5 @@ def async_client(url: str, **kwargs: Any) -> aioredis.Redis | AsyncRedisCluster:
 def sync_client(url: str, **kwargs: Any) -> redis.Redis | RedisCluster:
     """A blocking client for one Redis or a Redis Cluster, chosen by the URL's scheme."""
     if is_cluster_url(url):
-        options = {k: v for k, v in kwargs.items() if k not in _NOT_FOR_CLUSTER}
-        return RedisCluster.from_url(_node_url(url), **options)
+        return RedisCluster.from_url(_node_url(url), **_cluster_options(kwargs))
     return redis.Redis.from_url(url, **kwargs)
