@@ -304,7 +304,8 @@ return {stored_wm, deliveries, customers}
 """
 )
 
-# KEYS: customer hashes (one shard's on Redis Cluster, any on one Redis). ARGV: as_of. Returns {customer index, row, ...} for those that exist.
+# KEYS: customer hashes (one shard's on Redis Cluster, any on one Redis). ARGV: as_of.
+# Returns {customer index, row, ...} for those that exist.
 VIEW = (
     _HELPERS
     + """
