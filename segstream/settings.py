@@ -40,6 +40,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from segstream.models.contract import DEFAULT_MAX_TIMESTAMP_MS, DEFAULT_MIN_TIMESTAMP_MS, EventLimits
 
 __all__ = [
+    "DatabaseSettings",
     "EventsSettings",
     "KafkaSettings",
     "ModelSettings",
@@ -396,6 +397,17 @@ class StackSettings(BaseSettings):
     start_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class DatabaseSettings(BaseSettings):
+    """The SQL database history is read from with ``--sql`` (when ``--db`` is not given)."""
+
+    model_config = _config("SEGSTREAM_DB_")
+
+    # duckdb:///orders.duckdb or postgresql://user@host:5432/db; unset: an in-memory DuckDB.
+    url: str | None = None
+    # Put into the URL when it has none, so the URL itself can be logged and kept in config files.
+    password: SecretStr | None = None
+
+
 class DashboardSettings(BaseSettings):
     """The dashboard's login. With an OIDC provider configured, every page asks for a login first
     (Streamlit's own ``st.login``); without one the dashboard is open, so keep it on loopback."""
@@ -450,6 +462,7 @@ class Settings(BaseModel):
     stack: StackSettings
     events: EventsSettings = Field(default_factory=EventsSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
@@ -466,6 +479,7 @@ class Settings(BaseModel):
             "stack": StackSettings,
             "events": EventsSettings,
             "dashboard": DashboardSettings,
+            "database": DatabaseSettings,
         }
         unknown = set(overrides) - set(sections)
         if unknown:

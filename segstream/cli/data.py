@@ -8,6 +8,7 @@ Heavy imports (pandas, numpy) stay inside the functions so ``segstream --help`` 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -40,34 +41,83 @@ def parse_mapping(items: tuple[str, ...] | list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``--data FILE``, ``--map canonical=source`` (repeatable) and ``--preset`` to a command.
+HistorySource = Any  # a file path (str) or a segstream.trainer.sql_source.SqlSource
 
-    The command receives them as ``data``, ``map`` and ``preset``; pass them on to :func:`load_and_clean`.
+
+def data_options(func: Callable[..., Any] | None = None, *, required: bool = True) -> Any:
+    """Add ``--data FILE`` or ``--sql QUERY [--db URL]``, ``--map canonical=source`` and ``--preset``.
+
+    The command receives ``data`` (the file path, a :class:`~segstream.trainer.sql_source.SqlSource`, or
+    None when ``required=False`` and neither was given), ``map`` and ``preset``; pass them on to
+    :func:`load_and_clean`. Use as ``@data_options`` or ``@data_options(required=False)``.
     """
-    func = click.option(
+    if func is None:
+        return functools.partial(data_options, required=required)
+
+    @functools.wraps(func)
+    def with_source(*args: Any, data: str | None, sql: str | None, db: str | None, **kwargs: Any) -> Any:
+        return func(*args, data=history_source(data, sql, db, required=required), **kwargs)
+
+    command = click.option(
         "--preset", type=click.Choice(PRESETS), default=None,
         help="Read a known export layout: online-retail = invoice line items (UCI Online Retail style), "
              "one event per invoice, cancellations as returns.",
-    )(func)
-    func = click.option(
+    )(with_source)
+    command = click.option(
         "--map", "map", multiple=True, metavar="CANONICAL=SOURCE",
-        help="Use column SOURCE of the file as CANONICAL (event_id, customer_id, timestamp, amount, "
+        help="Use column SOURCE of the file or query as CANONICAL (event_id, customer_id, timestamp, amount, "
              "quantity, currency, channel, store_id, category). Repeatable.",
-    )(func)
-    func = click.option(
-        "--data", required=True, type=click.Path(dir_okay=False, path_type=str),
+    )(command)
+    command = click.option(
+        "--db", default=None, metavar="URL",
+        help="Database for --sql: duckdb:///file.duckdb or postgresql://user@host/db "
+             "(default: SEGSTREAM_DB_URL, else an in-memory DuckDB).",
+    )(command)
+    command = click.option(
+        "--sql", default=None, metavar="QUERY",
+        help="Read the history from this SQL query instead of a file (one row per event, as in a file).",
+    )(command)
+    command = click.option(
+        "--data", default=None, type=click.Path(dir_okay=False, path_type=str),
         help="Transaction history, CSV or Parquet (by extension).",
-    )(func)
-    return func
+    )(command)
+    return command
 
 
-def load_and_clean(data: str, map: tuple[str, ...] | list[str] | dict[str, str] | None,
+def history_source(data: str | None, sql: str | None, db: str | None, *, required: bool = True
+                   ) -> HistorySource:
+    """``--data``/``--sql``/``--db`` -> a file path, a SqlSource, or None (nothing given, not required).
+
+    Raises:
+        click.UsageError: both or (when required) neither of ``--data`` and ``--sql``, or ``--db`` alone.
+    """
+    if data is not None and sql is not None:
+        raise click.UsageError("give either --data FILE or --sql QUERY, not both")
+    if sql is None:
+        if db is not None:
+            raise click.UsageError("--db needs --sql QUERY")
+        if data is None and required:
+            raise click.UsageError("give the history as --data FILE or --sql QUERY [--db URL]")
+        return data
+    return sql_source(sql, db)
+
+
+def sql_source(sql: str, db: str | None) -> Any:
+    """A SqlSource for ``--sql``/``--db``, the URL and password defaulting to ``SEGSTREAM_DB_*``."""
+    from segstream.settings import DatabaseSettings
+    from segstream.trainer.sql_source import SqlSource, normalise_url
+
+    settings = DatabaseSettings()
+    password = settings.password.get_secret_value() if settings.password else None
+    return SqlSource(sql, normalise_url(db if db is not None else settings.url), password)
+
+
+def load_and_clean(data: HistorySource, map: tuple[str, ...] | list[str] | dict[str, str] | None,
                    preset: str | None, echo: bool = True) -> tuple[pd.DataFrame, CleaningReport]:
-    """Load a transaction file and clean it, printing the cleaning report.
+    """Load a transaction file or query result and clean it, printing the cleaning report.
 
     Args:
-        data: the file path.
+        data: the file path or a SqlSource.
         map: ``--map`` values (``"canonical=source"`` strings) or an already parsed dict.
         preset: a preset name or None.
         echo: print the report to stdout.
@@ -76,13 +126,13 @@ def load_and_clean(data: str, map: tuple[str, ...] | list[str] | dict[str, str] 
         The cleaned frame and its :class:`~segstream.trainer.cleaning.CleaningReport`.
 
     Raises:
-        DataFileError: the file cannot be used (the CLI prints it and exits 2).
+        DataFileError: the file or query cannot be used (the CLI prints it and exits 2).
         click.BadParameter: malformed ``--map``.
     """
     from segstream.trainer.cleaning import clean_transactions
 
     raw = load_raw(data, map, preset)
-    df, report = clean_transactions(raw, source=data, limits=event_limits())
+    df, report = clean_transactions(raw, source=str(data), limits=event_limits())
     if echo:
         click.echo(report.render())
     return df, report
@@ -96,12 +146,16 @@ def event_limits() -> Any:
     return EventsSettings().limits(WorkerSettings().max_future_skew_s)
 
 
-def load_raw(data: str, map: tuple[str, ...] | list[str] | dict[str, str] | None, preset: str | None
+def load_raw(data: HistorySource, map: tuple[str, ...] | list[str] | dict[str, str] | None, preset: str | None
              ) -> pd.DataFrame:
-    """Load a transaction file into raw canonical columns (no cleaning), with ``--map`` and ``--preset``."""
-    from segstream.trainer.loading import load_transactions
+    """Load a transaction file or query result into raw canonical columns (no cleaning), with ``--map`` and
+    ``--preset``."""
+    from segstream.trainer.loading import canonical, load_transactions
+    from segstream.trainer.sql_source import SqlSource, read_query
 
     mapping = dict(map) if isinstance(map, dict) else parse_mapping(map)
+    if isinstance(data, SqlSource):
+        return canonical(read_query(data), data.label(), mapping, preset)
     return load_transactions(data, mapping=mapping, preset=preset)
 
 
@@ -141,8 +195,8 @@ def generate(customers: int, days: int, seed: int, end: dt.date, dirty_fraction:
 @data_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="Cleaned output file, .csv or .parquet.")
-def clean(data: str, map: tuple[str, ...], preset: str | None, out: str) -> None:
-    """Load a transaction file, drop unusable rows, print what was dropped and write the clean events."""
+def clean(data: HistorySource, map: tuple[str, ...], preset: str | None, out: str) -> None:
+    """Load a transaction file or query, drop unusable rows, print what was dropped, write the clean events."""
     from segstream.trainer.loading import write_table
 
     df, _ = load_and_clean(data, map, preset, echo=True)

@@ -54,7 +54,10 @@ def worker(loglevel: str, web_host: str, no_uvloop: bool) -> None:
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=str))
+@click.argument("file", required=False, type=click.Path(dir_okay=False, exists=True, path_type=str))
+@click.option("--sql", default=None, metavar="QUERY", help="Replay the rows of this SQL query instead of a FILE.")
+@click.option("--db", default=None, metavar="URL",
+              help="Database for --sql (default: SEGSTREAM_DB_URL, else an in-memory DuckDB).")
 @click.option(
     "--map",
     "map",
@@ -70,10 +73,10 @@ def worker(loglevel: str, web_host: str, no_uvloop: bool) -> None:
 @click.option("--send-invalid", is_flag=True,
               help="Send the rows the worker will dead-letter too (to exercise the dead-letter path).")
 def replay(
-    file: str, map: tuple[str, ...], preset: str | None, rate: float | None, max_speed: bool, topic: str | None,
-    strict: bool, send_invalid: bool,
+    file: str | None, sql: str | None, db: str | None, map: tuple[str, ...], preset: str | None,
+    rate: float | None, max_speed: bool, topic: str | None, strict: bool, send_invalid: bool,
 ) -> None:
-    """Produce a history FILE (CSV/Parquet, same loader and --map as train) to Kafka in timestamp order.
+    """Produce a history FILE or --sql query (same loader and --map as train) to Kafka in timestamp order.
 
     Every row is first judged by the worker's own event contract, with the limits the worker reads
     (SEGSTREAM_EVENTS_*, SEGSTREAM_WORKER_MAX_FUTURE_SKEW_S): what it would dead-letter is reported by
@@ -85,14 +88,17 @@ def replay(
         raise click.UsageError("use either --rate or --max-speed")
     if strict and send_invalid:
         raise click.UsageError("use either --strict or --send-invalid")
+    from segstream.cli.data import history_source
+
+    source = history_source(file, sql, db)
     settings = _settings()
-    records, rejections = _replay_records(file, map, preset, settings.event_limits(), send_invalid)
+    records, rejections = _replay_records(source, map, preset, settings.event_limits(), send_invalid)
     click.echo(rejections.render())
     if strict and rejections.total:
-        raise ReplayError(f"--strict: the worker would dead-letter {rejections.total:,} rows of {file}; "
+        raise ReplayError(f"--strict: the worker would dead-letter {rejections.total:,} rows of {source}; "
                           "nothing was sent")  # fmt: skip
     if not records:
-        raise ReplayError(f"no row of {file} is valid for the worker; nothing was sent")
+        raise ReplayError(f"no row of {source} is valid for the worker; nothing was sent")
     target = topic or settings.topics.transactions
     result = _produce_with_progress(records, settings, target, rate)
     invalid = f", {rejections.total:,} of them invalid on purpose" if send_invalid and rejections.total else ""
@@ -101,7 +107,7 @@ def replay(
                f"{invalid}{skipped}")  # fmt: skip
 
 
-def _replay_records(file: str, map: tuple[str, ...], preset: str | None, limits: Any, send_invalid: bool
+def _replay_records(source: Any, map: tuple[str, ...], preset: str | None, limits: Any, send_invalid: bool
                     ) -> tuple[list[dict[str, Any]], Any]:
     """The records to send (valid ones in timestamp order, then the invalid ones if asked) and the rejections."""
     import time
@@ -111,7 +117,8 @@ def _replay_records(file: str, map: tuple[str, ...], preset: str | None, limits:
     from segstream.trainer.cleaning import clean_prepared, prepare_rows
     from segstream.trainer.errors import DataFileError
 
-    prepared = prepare_rows(load_raw(file, map, preset), file, limits=limits)
+    file = str(source)
+    prepared = prepare_rows(load_raw(source, map, preset), file, limits=limits)
     rejections = Rejections(duplicates=int((prepared.codes == "duplicate_event").sum()))
     for code in dict.fromkeys(prepared.codes):
         if code not in ("", "duplicate_event"):

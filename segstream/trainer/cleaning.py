@@ -176,10 +176,15 @@ def _rows(raw: pd.DataFrame) -> np.ndarray:
     return np.arange(1, len(raw) + 1)
 
 
+def _where(source: str) -> str:
+    """How a message names the source: ``file orders.csv``, or a SQL source's own ``query on ...`` label."""
+    return source if source.startswith("query on ") else f"file {source}"
+
+
 def _column_error(source: str, name: str, what: str, raw: pd.Series, bad: np.ndarray, rows: np.ndarray
                   ) -> DataFileError:
     first = int(np.flatnonzero(bad)[0])
-    return DataFileError(f"file {source}: column {name!r}: no value could be parsed as {what} "
+    return DataFileError(f"{_where(source)}: column {name!r}: no value could be parsed as {what} "
                          f"(first bad value {str(raw.iloc[first])!r} at row {rows[first]})")
 
 
@@ -270,10 +275,10 @@ def prepare_rows(
     """
     for name in REQUIRED:
         if name not in raw.columns:
-            raise DataFileError(f"file {source}: required column {name!r} is missing "
+            raise DataFileError(f"{_where(source)}: required column {name!r} is missing "
                                 f"(columns: {', '.join(map(str, raw.columns))})")
     if len(raw) == 0:
-        raise DataFileError(f"file {source}: no data rows")
+        raise DataFileError(f"{_where(source)}: no data rows")
     ts_text = raw["timestamp"]
     amount_text = raw["amount"]
     candidate = CandidateRows(
@@ -342,7 +347,7 @@ def clean_prepared(prepared: PreparedRows, source: str) -> tuple[pd.DataFrame, C
     """:func:`clean_transactions` on rows already read and judged by :func:`prepare_rows`."""
     raw, rows, codes = prepared.raw, prepared.rows, prepared.codes
     if prepared.customer_id.isna().all():
-        raise DataFileError(f"file {source}: column 'customer_id': every value is empty")
+        raise DataFileError(f"{_where(source)}: column 'customer_id': every value is empty")
     bad_ts = ~np.isfinite(prepared.ts_ms)
     if bad_ts.all():
         raise _column_error(source, "timestamp", "a timestamp", raw["timestamp"], bad_ts, rows)
@@ -354,7 +359,7 @@ def clean_prepared(prepared: PreparedRows, source: str) -> tuple[pd.DataFrame, C
     first_bad = {code: prepared.first_rows(code, 1)[0] for code in dropped}
     keep = codes == VALID
     if not keep.any():
-        raise DataFileError(f"file {source}: no row is usable after cleaning ("
+        raise DataFileError(f"{_where(source)}: no row is usable after cleaning ("
                             + ", ".join(f"{describe(k)}: {v}" for k, v in dropped.items()) + ")")
 
     out = pd.DataFrame({

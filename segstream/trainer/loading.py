@@ -109,23 +109,27 @@ def _find(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
     return hits[0] if len(hits) == 1 else None
 
 
-def _apply_mapping(df: pd.DataFrame, path: Path, mapping: dict[str, str], allowed: tuple[str, ...]
+def _apply_mapping(df: pd.DataFrame, where: str, mapping: dict[str, str], allowed: tuple[str, ...]
                    ) -> dict[str, str]:
     """Check ``mapping`` against the file; return canonical -> source column."""
     resolved: dict[str, str] = {}
     for target, source in mapping.items():
         if target not in allowed:
-            raise DataFileError(f"file {path}: --map {target}={source}: {target!r} is not a column name "
+            raise DataFileError(f"{where}: --map {target}={source}: {target!r} is not a column name "
                                 f"segstream knows (known: {', '.join(allowed)})")
         if source not in df.columns:
-            raise DataFileError(f"file {path}: column {source!r} given in --map {target}={source} is not "
-                                f"in the file (columns: {', '.join(df.columns)})")
+            raise DataFileError(f"{where}: column {source!r} given in --map {target}={source} is not "
+                                f"in the {_noun(where)} (columns: {', '.join(df.columns)})")
         resolved[target] = source
     return resolved
 
 
-def _missing(path: Path, column: str, df: pd.DataFrame, hint: str) -> DataFileError:
-    return DataFileError(f"file {path}: required column {column} is missing (columns: "
+def _noun(where: str) -> str:
+    return "result" if where.startswith("query") else "file"
+
+
+def _missing(where: str, column: str, df: pd.DataFrame, hint: str) -> DataFileError:
+    return DataFileError(f"{where}: required column {column} is missing (columns: "
                          f"{', '.join(df.columns)}); {hint}")
 
 
@@ -171,7 +175,7 @@ def _parse_naive(values: pd.Series) -> pd.Series:
     return parsed
 
 
-def _online_retail(df: pd.DataFrame, path: Path, mapping: dict[str, str]) -> pd.DataFrame:
+def _online_retail(df: pd.DataFrame, where: str, mapping: dict[str, str]) -> pd.DataFrame:
     """Invoice lines -> one event per invoice.
 
     ``amount`` is the sum of Quantity x Price over the lines (rounded to cents), ``quantity`` the sum of
@@ -181,7 +185,7 @@ def _online_retail(df: pd.DataFrame, path: Path, mapping: dict[str, str]) -> pd.
     ``event_id`` is the invoice number. If any line's Quantity or Price cannot be parsed, the invoice's
     amount is that raw value, so cleaning counts the invoice as unparseable.
     """
-    cols = _apply_mapping(df, path, mapping, tuple(_RETAIL_FIELDS))
+    cols = _apply_mapping(df, where, mapping, tuple(_RETAIL_FIELDS))
     for field, names in _RETAIL_FIELDS.items():
         if field not in cols and (found := _find(df, names)) is not None:
             cols[field] = found
@@ -189,7 +193,7 @@ def _online_retail(df: pd.DataFrame, path: Path, mapping: dict[str, str]) -> pd.
         if field not in cols:
             alternatives = " or ".join(repr(n) for n in _RETAIL_FIELDS[field])
             hint = f"the online-retail preset needs it (or --map {field}=<column>)"
-            raise _missing(path, alternatives, df, hint)
+            raise _missing(where, alternatives, df, hint)
     text = {f: df[c].astype("str").str.strip() for f, c in cols.items()}
     codes, _ = pd.factorize(text["invoice"], use_na_sentinel=False)
     k = codes.max() + 1
@@ -262,14 +266,30 @@ def load_transactions(path: str | Path, mapping: dict[str, str] | None = None, p
             or a missing required column. The message names the file and the column.
     """
     path = Path(path)
-    mapping = dict(mapping or {})
     if preset is not None and preset not in PRESETS:
         raise DataFileError(f"file {path}: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-    df = _read(path)
+    return canonical(_read(path), f"file {path}", mapping, preset)
+
+
+def canonical(df: pd.DataFrame, where: str, mapping: dict[str, str] | None = None, preset: str | None = None
+              ) -> pd.DataFrame:
+    """Rename a raw table (a file's rows or a query's result) to the canonical columns; see the module doc.
+
+    Args:
+        df: the rows, index = 1-based row number.
+        where: names the source in messages (``file orders.csv``, ``query on duckdb:///x.duckdb``).
+        mapping, preset: as for :func:`load_transactions`.
+
+    Raises:
+        DataFileError: unknown preset, a bad mapping or a missing required column.
+    """
+    mapping = dict(mapping or {})
+    if preset is not None and preset not in PRESETS:
+        raise DataFileError(f"{where}: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
     if preset == "online-retail":
-        df = _online_retail(df, path, mapping)
+        df = _online_retail(df, where, mapping)
     else:
-        cols = _apply_mapping(df, path, mapping, CANONICAL)
+        cols = _apply_mapping(df, where, mapping, CANONICAL)
         for name in CANONICAL:
             if name in cols or name in df.columns:
                 continue
@@ -280,7 +300,7 @@ def load_transactions(path: str | Path, mapping: dict[str, str] | None = None, p
         df = df.rename(columns=clashes).rename(columns={src: name for name, src in cols.items()})
     for name in REQUIRED[1:]:
         if name not in df.columns:
-            raise _missing(path, repr(name), df, f"use --map {name}=<column> to name it")
+            raise _missing(where, repr(name), df, f"use --map {name}=<column> to name it")
     if "event_id" not in df.columns:
         df.insert(0, "event_id", derive_event_ids(df))
     order = [c for c in CANONICAL if c in df.columns] + [c for c in df.columns if c not in CANONICAL]

@@ -21,10 +21,12 @@ from segstream.streams.state import open_store
 from tests.integration.worker_support import WorkerEnv, done_count, read_topic, stop, wait_until
 
 
-def replay_and_compare(embedded_stack, redis_client, tmp_path: Path, data: Path, events: pd.DataFrame,
-                       root: Path, partitions: int = 2) -> dict:  # fmt: skip
+def replay_and_compare(embedded_stack, redis_client, tmp_path: Path, data: Path | list[str], events: pd.DataFrame,
+                       root: Path, partitions: int = 2, extra_env: dict[str, str] | None = None) -> dict:  # fmt: skip
     """Replay ``data`` with ``segstream replay`` into a worker scoring with ``root``'s current bundle; assert
     every event is done, nothing is dead-lettered, and stream state equals batch exactly.
+
+    ``data`` is the file, or the replay command's arguments (``["--sql", QUERY, "--db", URL]``).
 
     Returns:
         ``{"watermark", "features", "segments"}`` of the stream, for further checks by the caller.
@@ -36,8 +38,9 @@ def replay_and_compare(embedded_stack, redis_client, tmp_path: Path, data: Path,
     try:
         env.wait_http(proc)
         code = "from segstream.cli.main import main; main()"
-        out = subprocess.run([sys.executable, "-c", code, "replay", str(data)], env=env.env(), capture_output=True,
-                             text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+        args = [str(data)] if isinstance(data, Path) else list(data)
+        out = subprocess.run([sys.executable, "-c", code, "replay", *args], env={**env.env(), **(extra_env or {})},
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
         assert out.returncode == 0, out.stdout + out.stderr
         assert "the worker accepts every row" in out.stdout and f"sent {len(ids):,} events" in out.stdout
         wait_until(lambda: done_count(redis_client, env.prefix, ids) == len(ids), 300, "every event done", proc,

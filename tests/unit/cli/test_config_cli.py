@@ -68,7 +68,7 @@ def test_json_shows_value_and_source():
         "env": ["SEGSTREAM_REDIS_URL"],
     }
     assert data["models"]["signing_key"]["value"] is None
-    assert set(data) == {"kafka", "redis", "topics", "models", "worker", "stack", "events", "dashboard"}
+    assert set(data) == {"kafka", "redis", "topics", "models", "worker", "stack", "events", "dashboard", "database"}
 
 
 @pytest.mark.parametrize("args", [[], ["--json"]])
