@@ -19,3 +19,7 @@ class PortInUseError(EmbeddedError):
 
 class ServiceStartError(EmbeddedError):
     """A service exited or did not answer in time; the message names its log file."""
+
+
+class PostgresStartError(ServiceStartError):
+    """The embedded PostgreSQL (pgserver wheel binaries) is missing, or it did not come up; the message has its log."""

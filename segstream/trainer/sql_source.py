@@ -130,7 +130,12 @@ def _read_sqlalchemy(source: SqlSource) -> pd.DataFrame:
         raise DataFileError(f"{source.label()}: no SQLAlchemy driver for this URL") from None
     try:
         with engine.connect() as con:
-            return pd.read_sql_query(sqlalchemy.text(source.query), con)
+            result = con.execute(sqlalchemy.text(source.query))
+            if not result.returns_rows:
+                raise DataFileError(f"{source.label()}: the statement returns no rows; give a SELECT")
+            # coerce_float: a numeric column arrives as Decimal objects; as floats it is cleaned like a file's
+            # numbers (rounded to cents).
+            return pd.DataFrame.from_records(result.fetchall(), columns=list(result.keys()), coerce_float=True)
     except SQLAlchemyError as exc:
         # The driver's message names the cause (unknown column, refused password) but never the password.
         raise DataFileError(f"{source.label()}: the query failed: {_first_line(exc)}") from None

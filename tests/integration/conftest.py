@@ -20,6 +20,7 @@ import pytest
 from segstream.bench.procs import free_port  # one helper for the bench and the tests
 from segstream.embedded import EmbeddedStack
 from segstream.settings import KafkaSettings, RedisSettings, Settings, StackSettings
+from tests.integration.postgres_fixture import postgres_server  # noqa: F401
 
 _HERE = Path(__file__).parent.resolve()
 
