@@ -52,10 +52,11 @@ REASONS: dict[str, str] = {
     "amount_out_of_range": "amount out of range",
     "invalid_quantity": "invalid quantity",
     "invalid_field": "invalid optional field",
+    "invalid_lines": "invalid order lines",
     "duplicate_event": "duplicate event",
 }
 # The order fields are judged in: the first broken rule names the reason, on both paths.
-FIELD_ORDER = ("event_id", "customer_id", "timestamp", "amount", "quantity", *OPTIONAL_TEXT, "store_id")
+FIELD_ORDER = ("event_id", "customer_id", "timestamp", "amount", "quantity", *OPTIONAL_TEXT, "store_id", "lines")
 
 
 class EventLimits(NamedTuple):

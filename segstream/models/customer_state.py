@@ -20,6 +20,7 @@ from segstream.models.features import (
     day_index,
     features_from_aggregates,
 )
+from segstream.models.preferences import add_split
 
 # Day buckets older than this, relative to the customer's latest event, can never fall in a window again
 # (T is never before the latest event), so they are dropped to keep state bounded.
@@ -41,17 +42,23 @@ class CustomerState:
     returns_cents: int = 0
     days: dict[int, list[int]] = field(default_factory=dict)
     seen_event_ids: set[str] = field(default_factory=set)
+    # Net cents per category (:mod:`segstream.models.preferences`); never pruned, a sum over all time.
+    categories: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
         """True before any event was added."""
         return self.first_ts == NO_TIMESTAMP
 
-    def add(self, event_id: str, ts_ms: int, amount_cents: int) -> bool:
-        """Fold one event in. Returns False (and changes nothing) when ``event_id`` was seen before."""
+    def add(self, event_id: str, ts_ms: int, amount_cents: int, split: Iterable[tuple[str, int]] = ()) -> bool:
+        """Fold one event in (``split``: its (category, cents), see :func:`~segstream.models.preferences.event_split`).
+
+        Returns False (and changes nothing) when ``event_id`` was seen before.
+        """
         if event_id in self.seen_event_ids:
             return False
         self.seen_event_ids.add(event_id)
+        add_split(self.categories, split)
         self.first_ts = ts_ms if self.is_empty else min(self.first_ts, ts_ms)
         self.last_ts = max(self.last_ts, ts_ms)
         self.net_cents += amount_cents
@@ -142,9 +149,9 @@ def features_of_states(states: Sequence[CustomerState], as_of_ms: int) -> np.nda
     return features_from_aggregates(aggregates_matrix([s.aggregates(as_of_ms) for s in states]), as_of_ms)
 
 
-def fold_events(events: Iterable[tuple[str, str, int, int]]) -> dict[str, CustomerState]:
-    """Fold (event_id, customer_id, ts_ms, amount_cents) tuples into one state per customer."""
+def fold_events(events: Iterable[tuple]) -> dict[str, CustomerState]:
+    """Fold (event_id, customer_id, ts_ms, amount_cents[, split]) tuples into one state per customer."""
     states: dict[str, CustomerState] = {}
-    for event_id, customer_id, ts_ms, cents in events:
-        states.setdefault(customer_id, CustomerState()).add(event_id, ts_ms, cents)
+    for event_id, customer_id, ts_ms, cents, *split in events:
+        states.setdefault(customer_id, CustomerState()).add(event_id, ts_ms, cents, split[0] if split else ())
     return states

@@ -9,12 +9,15 @@ breaks, or ``""`` when the worker would accept it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from segstream.models.contract import MAX_ABS_AMOUNT, MAX_ID_LENGTH, MAX_TEXT_LENGTH, OPTIONAL_TEXT, EventLimits
+from segstream.models.features import to_cents
+from segstream.models.preferences import LinesError, parse_lines
 
 VALID = ""
 
@@ -33,6 +36,8 @@ class CandidateRows:
         quantity: float64; NaN where absent or not a number (an absent quantity is no error; a non-finite
             one is left out of the event, as :mod:`segstream.streams.replay` writes it).
         texts: Optional text field -> its text (``NA`` where absent); only the fields the file has.
+        lines: The ``lines`` cells as read (JSON text, an already decoded list, or ``NA``), when the file has
+            the column.
     """
 
     event_id: pd.Series
@@ -43,6 +48,41 @@ class CandidateRows:
     amount_missing: np.ndarray
     quantity: np.ndarray
     texts: dict[str, pd.Series]
+    lines: pd.Series | None = field(default=None)
+
+
+def decode_lines(cell: object) -> object:
+    """A ``lines`` cell as the event field it stands for: JSON text decoded, a list as it is, None if blank.
+
+    Text that is not JSON comes back as the text itself, which the contract then refuses.
+    """
+    if cell is None or (isinstance(cell, float) and np.isnan(cell)) or cell is pd.NA:
+        return None
+    if isinstance(cell, np.ndarray):  # a Parquet or DuckDB list column
+        cell = cell.tolist()
+    if isinstance(cell, str):
+        text = cell.strip()
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return cell
+
+
+def _bad_lines(lines: pd.Series, amount: np.ndarray) -> np.ndarray:
+    """Rows whose lines the contract refuses (absent lines break nothing; unreadable amounts fail earlier)."""
+    out = np.zeros(len(lines), dtype=bool)
+    for i, cell in enumerate(lines.to_numpy(dtype=object)):
+        decoded = decode_lines(cell)
+        if decoded is None or not np.isfinite(amount[i]):
+            continue
+        try:
+            parse_lines(decoded, to_cents(float(amount[i])))
+        except LinesError:
+            out[i] = True
+    return out
 
 
 def _bad_identifier(ids: pd.Series) -> np.ndarray:
@@ -93,6 +133,8 @@ def judge_rows(rows: CandidateRows, limits: EventLimits, now_ms: int | None) -> 
         text = rows.texts.get(name)
         if text is not None:
             rules.append(("invalid_field", (text.str.len() > MAX_TEXT_LENGTH).to_numpy(dtype=bool, na_value=False)))
+    if rows.lines is not None:
+        rules.append(("invalid_lines", _bad_lines(rows.lines, amount)))
     if now_ms is not None and limits.max_future_skew_ms > 0:
         rules.append(("timestamp_in_future", ts_read & (ts - now_ms > limits.max_future_skew_ms)))
     codes = np.full(n, VALID, dtype=object)

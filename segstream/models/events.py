@@ -3,7 +3,8 @@
 Input events are JSON objects (one a message, key = customer id) with ``event_id`` (string, unique),
 ``customer_id`` (string), ``timestamp`` (ISO 8601 with an offset, or epoch milliseconds), ``amount``
 (number; negative = return) and optional ``quantity``, ``currency``, ``channel``, ``store_id``,
-``category``. Unknown fields are kept and passed through. Anything else raises
+``category`` and ``lines`` (an order's split over categories, see :mod:`segstream.models.preferences`).
+Unknown fields are kept and passed through. Anything else raises
 :class:`~segstream.models.errors.EventValidationError` with a reason a person can act on; the worker
 dead-letters the message with that reason.
 """
@@ -32,6 +33,7 @@ from segstream.models.contract import (
 )
 from segstream.models.errors import EventValidationError
 from segstream.models.features import to_cents
+from segstream.models.preferences import LinesError, parse_lines
 
 __all__ = [
     "DEFAULT_MAX_FUTURE_SKEW_S", "MAX_EVENT_BYTES", "MAX_ID_LENGTH", "MAX_NESTING", "MAX_ABS_AMOUNT", "Event",
@@ -165,7 +167,14 @@ def validate_payload(payload: dict[str, Any], limits: EventLimits = DEFAULT_LIMI
     ):
         raise EventValidationError(f"field 'store_id': expected a string of at most {MAX_TEXT_LENGTH} chars "
                                    "or an integer", "invalid_field")  # fmt: skip
-    return Event(event_id, customer_id, ts_ms, amount, to_cents(amount), payload)
+    cents = to_cents(amount)
+    lines = get("lines")
+    if lines is not None:
+        try:
+            parse_lines(lines, cents)
+        except LinesError as exc:
+            raise EventValidationError(f"field 'lines': {exc}", "invalid_lines") from None
+    return Event(event_id, customer_id, ts_ms, amount, cents, payload)
 
 
 def check_not_ahead(event: Event, now_ms: int, max_ahead_ms: int) -> Event:

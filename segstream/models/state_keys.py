@@ -83,6 +83,15 @@ def customer_key(shard_root: str, customer_id: str) -> str:
     return f"{shard_root}:c:{customer_id}"
 
 
+def categories_key(shard_root: str, customer_id: str) -> str:
+    """The customer's net cents per category (a hash of category -> cents), given its shard's root.
+
+    Apart from the customer's hash so the fold's fast path never reads it, and only the models that use
+    product preferences pay for it.
+    """
+    return f"{shard_root}:k:{customer_id}"
+
+
 def event_key(shard_root: str, event_id: str) -> str:
     """An event's dedupe marker, given the root of its customer's shard."""
     return f"{shard_root}:e:{event_id}"
@@ -136,6 +145,10 @@ class KeySpace:
     def customer(self, customer_id: str) -> str:
         """The customer's fold and segment record."""
         return customer_key(self.shard_roots[self.shard_of(customer_id)], customer_id)
+
+    def categories(self, customer_id: str) -> str:
+        """The customer's net cents per category."""
+        return categories_key(self.shard_roots[self.shard_of(customer_id)], customer_id)
 
     def event(self, event_id: str, customer_id: str) -> str:
         """The dedupe marker of one event (in its customer's shard)."""

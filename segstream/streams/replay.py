@@ -122,7 +122,8 @@ def records_from_frame(events: pd.DataFrame, sort: bool = True) -> list[dict[str
         for name, values in columns.items():
             value = _plain(values[i])
             if value is not None:
-                rec[name] = value
+                # A clean frame holds an order's lines as JSON text; the event carries the array itself.
+                rec[name] = json.loads(value) if name == "lines" and isinstance(value, str) else value
         out.append(rec)
     return out
 

@@ -21,13 +21,14 @@ Rows are named by the 1-based data row number: the frame's index when it is name
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from segstream.models.contract import DEFAULT_LIMITS, OPTIONAL_TEXT, REASONS, EventLimits, describe
-from segstream.models.event_frame import VALID, CandidateRows, judge_rows
+from segstream.models.event_frame import VALID, CandidateRows, decode_lines, judge_rows
 from segstream.trainer.errors import DataFileError
 from segstream.trainer.loading import OPTIONAL, REQUIRED
 
@@ -228,6 +229,8 @@ class PreparedRows:
                 out[name] = int(value) if name == "timestamp" else float(value)
             elif (text := _cell_text(raw[name])) is not None:
                 out[name] = text
+        if "lines" in self.raw.columns and (lines := decode_lines(raw["lines"])) is not None:
+            out["lines"] = lines
         for name in (*OPTIONAL_TEXT, "store_id", "quantity"):
             if name in self.raw.columns and (text := _cell_text(raw[name])) is not None:
                 if name != "quantity":
@@ -251,6 +254,7 @@ _REASON_COLUMN = {
     "invalid_event_id": "event_id", "invalid_customer_id": "customer_id", "invalid_timestamp": "timestamp",
     "timestamp_out_of_range": "timestamp", "timestamp_in_future": "timestamp", "invalid_amount": "amount",
     "amount_out_of_range": "amount", "invalid_quantity": "quantity", "duplicate_event": "event_id",
+    "invalid_lines": "lines",
 }  # fmt: skip
 
 
@@ -291,6 +295,7 @@ def prepare_rows(
         quantity=(parse_amounts(raw["quantity"]).to_numpy(dtype="float64") if "quantity" in raw.columns
                   else np.full(len(raw), np.nan)),  # fmt: skip
         texts={name: _text(raw[name]) for name in (*OPTIONAL_TEXT, "store_id") if name in raw.columns},
+        lines=raw["lines"] if "lines" in raw.columns else None,
     )
     clock = pd.Timestamp.now(tz="UTC") if now is None else now
     codes = judge_rows(candidate, limits, int(clock.value // 1_000_000))
@@ -300,6 +305,15 @@ def prepare_rows(
     codes[dup] = "duplicate_event"
     return PreparedRows(raw, _rows(raw), candidate.event_id, candidate.customer_id, candidate.ts_ms,
                         candidate.amount, codes)  # fmt: skip
+
+
+def _lines_text(cells: pd.Series) -> pd.Series:
+    """Valid ``lines`` cells as compact JSON text (``NA`` where absent), whatever form the source held them in."""
+    def one(cell: object) -> object:
+        decoded = decode_lines(cell)
+        return pd.NA if decoded is None else json.dumps(decoded, separators=(",", ":"), ensure_ascii=False)
+
+    return pd.Series([one(c) for c in cells.to_numpy(dtype=object)], index=cells.index, dtype="string")
 
 
 def _cell_text(value: object) -> str | None:
@@ -369,7 +383,9 @@ def clean_prepared(prepared: PreparedRows, source: str) -> tuple[pd.DataFrame, C
         "amount": prepared.amount[keep],
     }, index=raw.index[keep])
     for name in OPTIONAL:
-        if name in raw.columns:
+        if name == "lines" and name in raw.columns:
+            out[name] = _lines_text(raw[name][keep])
+        elif name in raw.columns:
             col = raw[name][keep]
             out[name] = pd.to_numeric(_text(col), errors="coerce") if name == "quantity" else _text(col)
     for name in raw.columns:

@@ -30,7 +30,7 @@ import pandas as pd
 from segstream.trainer.errors import DataFileError
 
 REQUIRED = ("event_id", "customer_id", "timestamp", "amount")
-OPTIONAL = ("quantity", "currency", "channel", "store_id", "category")
+OPTIONAL = ("quantity", "currency", "channel", "store_id", "category", "lines")
 CANONICAL = REQUIRED + OPTIONAL
 PRESETS = ("online-retail",)
 _CSV = (".csv", ".csv.gz")
@@ -180,7 +180,7 @@ def _online_retail(df: pd.DataFrame, where: str, mapping: dict[str, str]) -> pd.
 
     ``amount`` is the sum of Quantity x Price over the lines (rounded to cents), ``quantity`` the sum of
     Quantity, ``category`` the Description (or StockCode) of the invoice's largest line, ``country`` and
-    other columns come from the first line, ``lines`` counts the lines. An invoice starting with "C" or
+    other columns come from the first line, ``line_count`` counts the lines. An invoice starting with "C" or
     with a negative total quantity is a cancellation and becomes a return (negative amount and quantity).
     ``event_id`` is the invoice number. If any line's Quantity or Price cannot be parsed, the invoice's
     amount is that raw value, so cleaning counts the invoice as unparseable.
@@ -241,7 +241,7 @@ def _online_retail(df: pd.DataFrame, where: str, mapping: dict[str, str]) -> pd.
             out[col] = df[col].iloc[first].to_numpy()
     if "country" in cols:
         out["country"] = text["country"].iloc[first].to_numpy()
-    out["lines"] = np.bincount(codes, minlength=k)
+    out["line_count"] = np.bincount(codes, minlength=k)
     out.index = pd.Index(first + 1, name="row")
     return out
 

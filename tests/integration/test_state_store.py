@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from segstream.models.customer_state import CustomerState
 from segstream.models.events import validate_payload
 from segstream.models.features import DAY_MS
+from segstream.models.preferences import event_split
 from segstream.streams.state import RedisStateStore
 from tests.unit.streams.state_contract import (
     T0,
@@ -142,6 +143,17 @@ def test_sums_cached_before_a_write_that_did_not_update_them_are_not_trusted(mak
     asyncio.run(run())
 
 
+def _what_was_bought(i: int, cents: int) -> dict:
+    """Every fifth event has no category, some one category, some an order split over two (lines)."""
+    kind = i % 5
+    if kind == 0:
+        return {}
+    if kind < 4:
+        return {"category": "ABC"[kind - 1]}
+    first = cents // 3
+    return {"lines": [{"category": "A", "amount": first / 100}, {"category": "Z:z", "amount": (cents - first) / 100}]}
+
+
 def _check_apply_against_the_fold(make_store, specs, batch):
     async def run():
         store = make_store()
@@ -151,17 +163,24 @@ def _check_apply_against_the_fold(make_store, specs, batch):
                 events.append(events[(i * 7) % len(events)])
                 continue
             payload = {"event_id": f"p{i}", "customer_id": f"C{customer}", "timestamp": DAY0 + offset,
-                       "amount": cents / 100}  # fmt: skip
+                       "amount": cents / 100, **_what_was_bought(i, cents)}  # fmt: skip
             events.append(validate_payload(payload))
         states: dict[str, CustomerState] = {}
         for start in range(0, len(events), batch):
             chunk = events[start : start + batch]
-            result = await store.apply(chunk)
+            with_categories = (start // batch) % 2 == 0
+            result = await store.apply(chunk, with_categories=with_categories)
             for e in chunk:
-                states.setdefault(e.customer_id, CustomerState()).add(e.event_id, e.ts_ms, e.amount_cents)
+                states.setdefault(e.customer_id, CustomerState()).add(
+                    e.event_id, e.ts_ms, e.amount_cents, event_split(e.payload, e.amount_cents))
             assert set(result.customers) == {e.customer_id for e in chunk}
             for cid, view in result.customers.items():
                 assert dict(view.aggregates) == states[cid].aggregates(result.watermark_ms)
+                # A category whose net cents came back to 0 stays, in Redis (HINCRBY) as in the fold.
+                assert view.categories == (states[cid].categories if with_categories else None)
+        views = await store.view(sorted(states))
+        for cid, state in states.items():
+            assert views[cid].categories == state.categories
         for cid, state in states.items():
             raw = await store._redis.hgetall(store.keys.customer(cid))
             stored = {}

@@ -107,3 +107,68 @@ def test_future_rows_are_judged_against_the_same_clock_and_skew():
     off = on._replace(max_future_skew_ms=0)
     assert list(prepare_rows(_frame(cells), "f.csv", limits=off, now=NOW).codes) == [""]
     assert np.array_equal(prepare_rows(_frame(cells * 2), "f.csv", limits=off, now=NOW).codes, ["", "duplicate_event"])
+
+
+def _lines_for(amount: str | None, choice: int, split: float) -> str | None:
+    """A ``lines`` cell for a row: absent, broken in one of several ways, or a split that adds up exactly."""
+    if choice == 0:
+        return None
+    if choice == 1:
+        return "not json"
+    if choice == 2:
+        return "[]"
+    if choice == 3:
+        return '[{"category": "", "amount": 1}]'
+    try:
+        total = round(float(amount) * 100) if amount is not None else None
+    except (ValueError, OverflowError):
+        total = None
+    if total is None or not -(10**11) < total < 10**11:
+        return '[{"category": "Chairs", "amount": 1.5}]'
+    first = int(total * split)
+    lines = [{"category": "Chairs", "amount": first / 100}, {"category": "Binders", "amount": (total - first) / 100}]
+    if choice == 4:
+        lines[1]["amount"] += 0.01  # a cent off: the lines must add up exactly
+    import json
+
+    return json.dumps(lines)
+
+
+line_rows = st.lists(
+    st.tuples(plain_ids, plain_ids, timestamps, numbers, st.integers(0, 6), st.floats(0, 1)), min_size=1, max_size=20
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cells=line_rows)
+def test_order_lines_are_judged_alike_on_both_paths(cells):
+    frame = pd.DataFrame(
+        [(e, c, t, a, None, None, None, _lines_for(a, choice, split)) for e, c, t, a, choice, split in cells],
+        columns=[*COLUMNS, "lines"], dtype=object,
+    )  # fmt: skip
+    frame.index = pd.RangeIndex(1, len(frame) + 1, name="row")
+    limit = EventLimits(max_future_skew_ms=0)
+    prepared = prepare_rows(frame, "lines.csv", limits=limit, now=NOW)
+    for i, code in enumerate(prepared.codes):
+        if code != "duplicate_event":
+            assert worker_verdict(prepared.record(i), limit, NOW_MS) == code, (cells[i], prepared.record(i))
+    kept = prepared.codes == ""
+    if kept.any():
+        clean, _ = clean_prepared(prepared, "lines.csv")
+        assert all(worker_verdict(r, limit, NOW_MS) == "" for r in records_from_frame(clean))
+
+
+def test_lines_that_do_not_add_up_are_refused_with_their_own_reason():
+    good = '[{"category": "Chairs", "amount": 20.00}, {"category": "Binders", "amount": 9.33}]'
+    bad = '[{"category": "Chairs", "amount": 20.00}, {"category": "Binders", "amount": 9.34}]'
+    cells = [("p1", "C1", "1997-01-01", "29.33", None, None, None, good),
+             ("p2", "C1", "1997-01-02", "29.33", None, None, None, bad)]  # fmt: skip
+    frame = pd.DataFrame(cells, columns=[*COLUMNS, "lines"], dtype=object)
+    frame.index = pd.RangeIndex(1, 3, name="row")
+    prepared = prepare_rows(frame, "o.csv", limits=EventLimits(), now=NOW)
+    assert list(prepared.codes) == ["", "invalid_lines"]
+    assert "invalid_lines" in REASONS
+    assert worker_verdict(prepared.record(1), EventLimits(), NOW_MS) == "invalid_lines"
+    clean, _ = clean_prepared(prepared, "o.csv")
+    (record,) = records_from_frame(clean)
+    assert record["lines"] == [{"category": "Chairs", "amount": 20.0}, {"category": "Binders", "amount": 9.33}]

@@ -67,6 +67,9 @@ class CustomerView:
     customer_id: str
     aggregates: Mapping[str, int]
     segment: SegmentRecord
+    # Net cents per category (product preferences); None where the call did not read them (``apply``
+    # without ``with_categories``).
+    categories: Mapping[str, int] | None = None
 
 
 @dataclass
@@ -146,8 +149,9 @@ class CampaignMemory:
 class StateStore(Protocol):
     """Per-customer state, segments, sales windows and the watermark."""
 
-    async def apply(self, events: Sequence[Event]) -> ApplyResult:
-        """Fold a batch in (atomically, idempotently) and return every touched customer's view."""
+    async def apply(self, events: Sequence[Event], with_categories: bool = False) -> ApplyResult:
+        """Fold a batch in (atomically, idempotently) and return every touched customer's view (with its
+        categories when asked: a model that uses product preferences needs them to score)."""
         ...
 
     async def finalize(self, batch: Finalization) -> None:

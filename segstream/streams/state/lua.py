@@ -77,12 +77,14 @@ local function customer_row(h, net, qty, as_of)
 end
 """
 
-# KEYS: the watermark of every shard the call touches, the customer hashes and one dedupe marker per event.
-# On Redis Cluster a call holds one shard (its keys share a slot); on one Redis, every shard of the batch in
-# one call. ARGV: ttl, the batch's as-of time (the worker's watermark: the largest event time it knows, this
-# batch's included), JSON array [watermark, customer, marker, ts_ms, cents, ...] per event in order, the
-# first three as indexes into KEYS (one argument: encoding the numbers as arguments was ~10 us/event of
-# client time).
+# KEYS: the watermark of every shard the call touches, the customer hashes, one dedupe marker per event and
+# the category hashes the call needs. On Redis Cluster a call holds one shard (its keys share a slot); on one
+# Redis, every shard of the batch in one call. ARGV: ttl, the batch's as-of time (the worker's watermark: the
+# largest event time it knows, this batch's included), JSON array [watermark, customer, marker, ts_ms, cents,
+# categories, split, ...] per event in order, the first three and categories as indexes into KEYS
+# (categories 0 when not declared; one argument: encoding the numbers as arguments was ~10 us/event of
+# client time), and '1' when each reply row should end with the customer's category hash (a model that
+# uses product preferences). split is 0 or [category, cents, ...]: the event's spend per category.
 # Returns {the largest stored watermark, {delivery per event}, {customer index, row, ...}}; the rows are
 # as of the given as-of time, so every shard of a batch answers as of the same time.
 # Events are grouped per customer first, so each customer costs one HGETALL and one HSET however many of
@@ -101,22 +103,31 @@ local FAST_GAP = {FAST_GAP_DAYS}
 local floor, byte, sub = math.floor, string.byte, string.sub
 local ttl, wm = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ev = cjson.decode(ARGV[3])
+local with_categories = ARGV[4] == '1'
 local stored_wm, shard_wm = 0, {}
 local deliveries = {}
 local order, pending = {}, {}
-for i = 1, #ev, 5 do
+local category_key, category_add = {}, {}
+for i = 1, #ev, 7 do
   local wi, ci, ts = ev[i], ev[i + 1], ev[i + 3]
   if not shard_wm[wi] then
     shard_wm[wi] = tonumber(redis.call('GET', KEYS[wi]) or '0')
     if shard_wm[wi] > stored_wm then stored_wm = shard_wm[wi] end
   end
   if not pending[ci] then pending[ci] = {}; order[#order + 1] = ci end
+  if ev[i + 5] ~= 0 then category_key[ci] = ev[i + 5] end
   local marker_key = KEYS[ev[i + 2]]
   if redis.call('SET', marker_key, '1', 'NX', 'EX', ttl) then
     deliveries[#deliveries + 1] = 1
     local list = pending[ci]
     list[#list + 1] = ts
     list[#list + 1] = ev[i + 4]
+    local split = ev[i + 6]
+    if type(split) == 'table' then
+      local add = category_add[ci]
+      if not add then add = {}; category_add[ci] = add end
+      for j = 1, #split, 2 do add[split[j]] = (add[split[j]] or 0) + split[j + 1] end
+    end
   else
     deliveries[#deliveries + 1] = tonumber(redis.call('GET', marker_key)) + 1
   end
@@ -295,27 +306,35 @@ for _, ci in ipairs(order) do
     redis.call('HSET', key, unpack(args))
   end
   if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  local add = category_add[ci]
+  if add then
+    for category, cents in pairs(add) do redis.call('HINCRBY', KEYS[category_key[ci]], category, cents) end
+  end
   if new_lt then
     customers[#customers + 1] = ci
-    customers[#customers + 1] = aggregate_row(h, sums)
+    local row = aggregate_row(h, sums)
+    if with_categories then row[#row + 1] = redis.call('HGETALL', KEYS[category_key[ci]]) end
+    customers[#customers + 1] = row
   end
 end
 return {stored_wm, deliveries, customers}
 """
 )
 
-# KEYS: customer hashes (one shard's on Redis Cluster, any on one Redis). ARGV: as_of.
-# Returns {customer index, row, ...} for those that exist.
+# KEYS: n customer hashes (one shard's on Redis Cluster, any on one Redis), then their n category hashes.
+# ARGV: as_of, n. Returns {customer index, row + {category hash}, ...} for those that exist.
 VIEW = (
     _HELPERS
     + """
-local as_of = tonumber(ARGV[1])
+local as_of, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 local customers = {}
-for i = 1, #KEYS do
+for i = 1, n do
   local h, net, qty = parse_customer(redis.call('HGETALL', KEYS[i]))
   if h['ft'] then
+    local row = customer_row(h, net, qty, as_of)
+    row[#row + 1] = redis.call('HGETALL', KEYS[n + i])
     customers[#customers + 1] = i
-    customers[#customers + 1] = customer_row(h, net, qty, as_of)
+    customers[#customers + 1] = row
   end
 end
 return customers

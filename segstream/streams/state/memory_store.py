@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from segstream.models.customer_state import CustomerState
 from segstream.models.events import Event
+from segstream.models.preferences import event_split
 from segstream.streams.state.base import (
     HISTORY_LENGTH,
     ApplyResult,
@@ -34,7 +35,7 @@ class MemoryStateStore:
         self._caps: dict[tuple[str, int], set[str]] = {}
         self._watermark = 0
 
-    async def apply(self, events: Sequence[Event]) -> ApplyResult:
+    async def apply(self, events: Sequence[Event], with_categories: bool = False) -> ApplyResult:
         """Fold a batch in; see :class:`~segstream.streams.state.base.StateStore`."""
         unique, repeats = mark_repeats_in_batch(events)
         found: list[Delivery] = []
@@ -46,13 +47,16 @@ class MemoryStateStore:
                 continue
             self._markers[event.event_id] = 1
             state = self._states.setdefault(event.customer_id, CustomerState())
-            state.add(event.event_id, event.ts_ms, event.amount_cents)
+            state.add(event.event_id, event.ts_ms, event.amount_cents, event_split(event.payload, event.amount_cents))
             state.seen_event_ids.clear()  # dedupe is the markers' job here, as in Redis
             found.append(Delivery.NEW)
         it = iter(found)
         deliveries = [Delivery.DONE if i in repeats else next(it) for i in range(len(events))]
         customers = {e.customer_id for e in events}
-        return ApplyResult(deliveries, self._watermark, await self.view(sorted(customers)))
+        views = await self.view(sorted(customers))
+        if not with_categories:
+            views = {cid: replace(v, categories=None) for cid, v in views.items()}
+        return ApplyResult(deliveries, self._watermark, views)
 
     async def finalize(self, batch: Finalization) -> None:
         """Write segments, changes and sales, then mark the batch's events done."""
@@ -88,7 +92,8 @@ class MemoryStateStore:
         as_of = self._watermark if as_of_ms is None else as_of_ms
         return {
             cid: CustomerView(
-                cid, self._states[cid].aggregates(as_of), replace(self._segments.get(cid, SegmentRecord()))
+                cid, self._states[cid].aggregates(as_of), replace(self._segments.get(cid, SegmentRecord())),
+                dict(self._states[cid].categories),
             )
             for cid in customer_ids
             if cid in self._states

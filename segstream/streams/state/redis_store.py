@@ -26,10 +26,12 @@ from redis.exceptions import NoScriptError
 from segstream.models.customer_state import AggregateRow
 from segstream.models.events import Event
 from segstream.models.features import AGGREGATE_FIELDS
+from segstream.models.preferences import event_split
 from segstream.models.state_keys import (
     DEFAULT_SHARDS,
     KEY_FORMAT_VERSION,
     KeySpace,
+    categories_key,
     customer_key,
     event_key,
     history_key,
@@ -200,7 +202,7 @@ class RedisStateStore:
 
     # -- the batch path ----------------------------------------------------------------------------------
 
-    async def apply(self, events: Sequence[Event]) -> ApplyResult:
+    async def apply(self, events: Sequence[Event], with_categories: bool = False) -> ApplyResult:
         """Fold a batch in; see :class:`~segstream.streams.state.base.StateStore`."""
         unique, repeats = mark_repeats_in_batch(events)
         as_of = max([self._known_wm, *(e.ts_ms for e in unique)])
@@ -224,9 +226,13 @@ class RedisStateStore:
                 for e in shard_events:
                     ci = keys(customer_key(root, e.customer_id))
                     customer_at[ci] = e.customer_id
-                    flat += (wi, ci, keys(event_key(root, e.event_id)), e.ts_ms, e.amount_cents)
+                    payload = e.payload
+                    split = event_split(payload, e.amount_cents) if "lines" in payload or "category" in payload else ()
+                    ki = keys(categories_key(root, e.customer_id)) if split or with_categories else 0
+                    flat += (wi, ci, keys(event_key(root, e.event_id)), e.ts_ms, e.amount_cents, ki,
+                             [v for pair in split for v in pair] if split else 0)  # fmt: skip
                 ordered += shard_events
-            calls.append((self._apply, keys.keys, [ttl, as_of, orjson.dumps(flat)]))
+            calls.append((self._apply, keys.keys, [ttl, as_of, orjson.dumps(flat), "1" if with_categories else "0"]))
             customers_of_call.append(customer_at)
             events_of_call.append(ordered)
         replies = await self._run(calls)
@@ -327,7 +333,8 @@ class RedisStateStore:
         for cid in dict.fromkeys(customer_ids):
             by_shard.setdefault(self.keys.shard_of(cid), []).append(cid)
         groups = list(by_shard.values()) if self._cluster else [[c for cids in by_shard.values() for c in cids]]
-        calls = [(self._view, [self.keys.customer(c) for c in cids], [as_of]) for cids in groups]
+        calls = [(self._view, [*(self.keys.customer(c) for c in cids), *(self.keys.categories(c) for c in cids)],
+                  [as_of, len(cids)]) for cids in groups]  # fmt: skip
         views: dict[str, CustomerView] = {}
         for rows, cids in zip(await self._run(calls), groups, strict=True):
             views.update(_views(rows, dict(enumerate(cids, 1))))
@@ -421,7 +428,11 @@ def _views(flat: list[Any], customer_at: Mapping[int, str]) -> dict[str, Custome
     for i in range(0, len(flat), 2):
         cid, row = customer_at[int(flat[i])], flat[i + 1]
         # Lua integers arrive as ints already; the segment fields are strings, and int() takes bytes too.
-        sg, sp, sn, sv, sa, sd = row[n:]
+        sg, sp, sn, sv, sa, sd = row[n:n + 6]
+        categories = None
+        if len(row) > n + 6:
+            pairs = row[n + 6]
+            categories = {_text(pairs[j]): int(pairs[j + 1]) for j in range(0, len(pairs), 2)}
         record = SegmentRecord(
             int(sg) if sg else None,
             int(sp) if sp else None,
@@ -430,7 +441,7 @@ def _views(flat: list[Any], customer_at: Mapping[int, str]) -> dict[str, Custome
             int(sa) if sa else 0,
             int(sd) if sd else 0,
         )
-        views[cid] = CustomerView(cid, AggregateRow(row[:n]), record)
+        views[cid] = CustomerView(cid, AggregateRow(row[:n]), record, categories)
     return views
 
 

@@ -110,7 +110,7 @@ def test_online_retail_preset_aggregates_invoices(tmp_path):
     assert first["customer_id"] == "17850"  # "17850.0" from a float-typed export
     assert first["timestamp"] == "2010-12-01T08:26:00+00:00"
     assert first["category"] == "WHITE METAL LANTERN"  # the largest line
-    assert first["country"] == "United Kingdom" and first["lines"] == 2
+    assert first["country"] == "United Kingdom" and first["line_count"] == 2
     assert df.iloc[1]["timestamp"] == "2010-12-01T08:28:00+00:00"
     assert df.iloc[2]["amount"] == pytest.approx(-27.5) and df.iloc[2]["quantity"] == -1
     assert df.iloc[3]["amount"] == "abc"  # unparseable price stays visible to cleaning
