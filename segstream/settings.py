@@ -274,6 +274,8 @@ class TopicSettings(BaseSettings):
     dead_letters: str = "dead-letters"
     monitoring: str = "monitoring"
     campaign_triggers: str = "campaign-triggers"
+    # Compacted: the latest attributes per customer (key = customer id), read by the worker.
+    customer_profiles: str = "customer-profiles"
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
 
@@ -287,7 +289,12 @@ class TopicSettings(BaseSettings):
             self.dead_letters,
             self.monitoring,
             self.campaign_triggers,
+            self.customer_profiles,
         ]
+
+    def compacted(self) -> list[str]:
+        """The topics created with ``cleanup.policy=compact`` (only the latest record per key matters)."""
+        return [self.customer_profiles]
 
 
 class ModelSettings(BaseSettings):

@@ -67,7 +67,8 @@ class RunContext:
         base = f"{self.run_id}.{tag}"
         return {"TRANSACTIONS": f"{base}.transactions", "SCORED": f"{base}.scored",
                 "SEGMENT_CHANGES": f"{base}.segment-changes", "SALES_FORECASTS": f"{base}.sales-forecasts",
-                "DEAD_LETTERS": f"{base}.dead-letters", "MONITORING": f"{base}.monitoring"}  # fmt: skip
+                "DEAD_LETTERS": f"{base}.dead-letters", "MONITORING": f"{base}.monitoring",
+                "CUSTOMER_PROFILES": f"{base}.customer-profiles"}  # fmt: skip
 
     def env(self, tag: str, group: str, prefix: str, web_port: int | None = None) -> dict[str, str]:
         """The ``SEGSTREAM_*`` environment of a child process."""

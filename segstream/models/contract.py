@@ -53,6 +53,7 @@ REASONS: dict[str, str] = {
     "invalid_quantity": "invalid quantity",
     "invalid_field": "invalid optional field",
     "invalid_lines": "invalid order lines",
+    "invalid_profile": "invalid customer profile",
     "duplicate_event": "duplicate event",
 }
 # The order fields are judged in: the first broken rule names the reason, on both paths.

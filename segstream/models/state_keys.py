@@ -92,6 +92,11 @@ def categories_key(shard_root: str, customer_id: str) -> str:
     return f"{shard_root}:k:{customer_id}"
 
 
+def profile_key(shard_root: str, customer_id: str) -> str:
+    """The customer's latest profile (the attributes as JSON, from the customer-profiles topic)."""
+    return f"{shard_root}:a:{customer_id}"
+
+
 def event_key(shard_root: str, event_id: str) -> str:
     """An event's dedupe marker, given the root of its customer's shard."""
     return f"{shard_root}:e:{event_id}"
@@ -149,6 +154,10 @@ class KeySpace:
     def categories(self, customer_id: str) -> str:
         """The customer's net cents per category."""
         return categories_key(self.shard_roots[self.shard_of(customer_id)], customer_id)
+
+    def profile(self, customer_id: str) -> str:
+        """The customer's latest profile."""
+        return profile_key(self.shard_roots[self.shard_of(customer_id)], customer_id)
 
     def event(self, event_id: str, customer_id: str) -> str:
         """The dedupe marker of one event (in its customer's shard)."""

@@ -37,6 +37,7 @@ from segstream.streams.heap import settle_heap
 from segstream.streams.monitoring import DeadLetterWindow, FlapCounter, WorkerStats, monitoring_record
 from segstream.streams.outputs import OutputBatch, Record, dumps, send_partition_batches
 from segstream.streams.pipeline import BatchProcessor, ConsumedRecord, PipelineConfig
+from segstream.streams.profiles import process_profiles
 from segstream.streams.state import StateStore, open_store
 from segstream.streams.sweep import sweep_once
 from segstream.streams.web import WebContext, start_web
@@ -262,6 +263,22 @@ def create_worker(
             await consume_in_batches(stream, w.batch_size, handle, on_failure=_exit_on_batch_loop_failure)
         finally:
             stats.gc.uninstall()
+
+    profile_source = app.topic(topics.customer_profiles, key_type=bytes, value_type=bytes, key_serializer="raw",
+                               value_serializer="raw")  # fmt: skip
+
+    @app.agent(profile_source, name="segstream-profiles")
+    async def profiles(stream: Any) -> None:
+        await holder.wait_ready(BUNDLE_POLL_INTERVAL_S)
+
+        async def handle(records: Sequence[Any]) -> Awaitable[None]:
+            await process_profiles([r.message for r in records], store, holder, producer, config,
+                                   lock=runtime.processor.exclusive, stats=stats)  # fmt: skip
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+        await consume_in_batches(stream, w.batch_size, handle, on_failure=_exit_on_batch_loop_failure)
 
     @app.task
     async def start_http() -> None:

@@ -69,6 +69,16 @@ class ActiveModel:
         """Segment ids of full feature rows (vectorised)."""
         return self.serving.predict_segments(x)
 
+    @property
+    def needs_attributes(self) -> bool:
+        """Whether the model reads customer attributes (the stream then reads each customer's profile)."""
+        return bool(getattr(self.serving, "needs_attributes", False))
+
+    @property
+    def needs_categories(self) -> bool:
+        """Whether the model reads product preferences (the fold then returns each customer's categories)."""
+        return bool(getattr(self.serving, "needs_categories", False))
+
 
 def load_active(path: Path, *, signing_key: bytes | None = None, require_signature: bool = False) -> ActiveModel:
     """Verify and load the serving part of a bundle.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -53,11 +54,32 @@ def step(
     return SegmentRecord(segment, pending, count, record.model_version, record.scored_as_of_ms, since), changed
 
 
-def feature_matrix(views: Mapping[str, CustomerView], as_of_ms: int) -> tuple[list[str], np.ndarray]:
-    """Customer ids and their feature rows as of T (views carry aggregates already as of T)."""
+def feature_matrix(
+    views: Mapping[str, CustomerView],
+    as_of_ms: int,
+    model: ActiveModel | None = None,
+    profiles: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """Customer ids and their model input rows as of T (views carry aggregates already as of T).
+
+    The behaviour features, then what the model reads besides (product preferences from the views'
+    categories, attributes from ``profiles``; a customer without a profile gets the model's defaults).
+    """
     ids = list(views)
     agg = aggregates_matrix([views[c].aggregates for c in ids])
-    return ids, features_from_aggregates(agg, as_of_ms)
+    x = features_from_aggregates(agg, as_of_ms)
+    if model is not None and (model.needs_attributes or model.needs_categories):
+        x = model.serving.input_rows(
+            x,
+            categories=[views[c].categories or {} for c in ids],
+            profiles=[(profiles or {}).get(c) or {} for c in ids],
+        )
+    return ids, x
+
+
+def input_names(model: ActiveModel) -> tuple[str, ...]:
+    """The names of a model input row's columns (the behaviour features for a behaviour-only model)."""
+    return tuple(getattr(model.serving, "input_names", FEATURE_NAMES))
 
 
 def predict_rows(model: ActiveModel, x: np.ndarray) -> np.ndarray:
@@ -87,6 +109,7 @@ def evaluate(
     triggers: Mapping[str, tuple[str, int]] | None = None,
     bases: Mapping[str, str] | None = None,
     dwell_ms: int = 0,
+    profiles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Evaluation]:
     """Score customers as of T and decide, with hysteresis, which segments change.
 
@@ -103,11 +126,13 @@ def evaluate(
         bases: Customer -> what makes a change of it unique (see ``SegmentChange.basis``).
         dwell_ms: Event time a new segment must hold before it is emitted (0: off). A customer with a
             pending segment is checked again by the sweep when its dwell ends.
+        profiles: Customer -> stored attributes, for a model that reads them.
 
     Returns:
         One evaluation per customer that could be scored.
     """
-    ids, x = feature_matrix(views, as_of_ms)
+    ids, x = feature_matrix(views, as_of_ms, model, profiles)
+    names = input_names(model)
     predicted = predict_rows(model, x).tolist()  # plain ints: indexing a numpy array per customer costs
     version, next_check_ms = model.version, as_of_ms + recheck_after_ms
     out: list[Evaluation] = []
@@ -130,7 +155,7 @@ def evaluate(
                 event_time_ms=int(event_time),
                 cause=cause,
                 event_id=event_id,
-                features=dict(zip(FEATURE_NAMES, x[i].tolist(), strict=True)),
+                features=dict(zip(names, x[i].tolist(), strict=True)),
                 basis=(bases or {}).get(cid, ""),
             )
             change.reason, change.tree_agrees = explain(model, x[i], segment)

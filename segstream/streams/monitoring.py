@@ -174,6 +174,8 @@ class WorkerStats:
     inactivity_changes: int = 0
     sweeps: int = 0
     swept_customers: int = 0  # evaluations the inactivity sweep made (this worker's leased shards only)
+    profiles_stored: int = 0  # customer-profile records written (deletions included)
+    profile_changes: int = 0  # segment changes caused by a new profile
     forecast_refreshes: int = 0
     store_retries: int = 0
     # Each batch's duration from its start to its finalize, summed; batches overlap, so this is not busy time.

@@ -239,8 +239,10 @@ class BatchProcessor:
         cfg = self.config
         stage, clock = self.stats.add_stage, time.perf_counter
         t0 = clock()
+        with_categories = model.needs_categories
         applied = await retry_transient(
-            lambda: self.store.apply(events), f"apply a batch of {len(events)} events to the state store"
+            lambda: self.store.apply(events, with_categories=with_categories),
+            f"apply a batch of {len(events)} events to the state store",
         )
         fresh = [e for e, d in zip(events, applied.deliveries, strict=True) if d is not Delivery.DONE]
         result.duplicates = len(events) - len(fresh)
@@ -262,7 +264,11 @@ class BatchProcessor:
             if view is not None:
                 record = unfinalized.get(cid)
                 # A record decided by a batch still finalizing is newer than the stored one.
-                views[cid] = view if record is None else CustomerView(cid, view.aggregates, record)
+                views[cid] = view if record is None else CustomerView(cid, view.aggregates, record, view.categories)
+        profiles = None
+        if model.needs_attributes:
+            ids = list(views)
+            profiles = await retry_transient(lambda: self.store.profiles(ids), f"read {len(ids)} customer profiles")
         evaluations = evaluate(
             views,
             model,
@@ -273,6 +279,7 @@ class BatchProcessor:
             triggers=triggers,
             bases=bases,
             dwell_ms=days_to_ms(cfg.dwell_days),
+            profiles=profiles,
         )
         segment_of: dict[str, int | None] = {cid: v.segment.segment for cid, v in views.items()}
         observe = self.stats.mix.observe

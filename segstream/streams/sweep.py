@@ -48,7 +48,7 @@ class SweepResult:
     watermark_ms: int = 0
 
 
-async def _evaluate_ids(
+async def evaluate_customers(
     ids: list[str],
     store: StateStore,
     model: ActiveModel,
@@ -56,18 +56,29 @@ async def _evaluate_ids(
     config: PipelineConfig,
     as_of_ms: int,
     stats: WorkerStats | None,
+    *,
+    cause: str = "inactivity",
 ) -> SweepResult:
-    views = await retry_transient(lambda: store.view(ids, as_of_ms), f"read {len(ids)} customers for the sweep")
-    if config.sweep_page_delay_s:
+    """Re-score some customers as of T with no new event, emit their changes and write their records.
+
+    The caller holds the batch lock (``processor.exclusive``). ``cause`` is copied to the changes:
+    ``inactivity`` for the sweep, ``profile`` after a new customer profile.
+    """
+    views = await retry_transient(lambda: store.view(ids, as_of_ms), f"read {len(ids)} customers to re-score")
+    profiles = None
+    if model.needs_attributes:
+        profiles = await retry_transient(lambda: store.profiles(list(views)), f"read {len(views)} profiles")
+    if config.sweep_page_delay_s and cause == "inactivity":
         await asyncio.sleep(config.sweep_page_delay_s)
     evaluations = evaluate(
         views,
         model,
         as_of_ms,
         hold=config.hysteresis,
-        cause="inactivity",
+        cause=cause,
         recheck_after_ms=days_to_ms(config.inactivity_threshold_days),
         dwell_ms=days_to_ms(config.dwell_days),
+        profiles=profiles,
     )
     out = OutputBatch(producer)
     changes = [ev.change for ev in evaluations if ev.change is not None]
@@ -93,8 +104,11 @@ async def _evaluate_ids(
     if stats is not None:
         stats.note_triggers(len(triggers.records), triggers.suppressed)
         stats.note_changes(changes)
-        stats.inactivity_changes += len(changes)
-        stats.swept_customers += len(evaluations)
+        if cause == "inactivity":
+            stats.inactivity_changes += len(changes)
+            stats.swept_customers += len(evaluations)
+        else:
+            stats.profile_changes += len(changes)
         for ev in evaluations:
             stats.mix.observe(ev.customer_id, ev.record.segment if ev.record.segment is not None else -1)
     return SweepResult(len(evaluations), len(changes), as_of_ms)
@@ -126,7 +140,7 @@ async def sweep_once(
             ids = await retry_transient(partial(store.claim_due, watermark, page_size), "list due customers")
             if not ids:
                 break
-            part = await _evaluate_ids(ids, store, model, producer, config, watermark, stats)
+            part = await evaluate_customers(ids, store, model, producer, config, watermark, stats)
             if stats is not None:
                 stats.add_stage("sweep", time.perf_counter() - started)
         total.evaluated += part.evaluated
@@ -162,7 +176,8 @@ async def rescore_all(
     total = SweepResult(watermark_ms=watermark)
     for start in range(0, len(ids), page_size):
         async with lock:
-            part = await _evaluate_ids(ids[start : start + page_size], store, model, producer, config, watermark, stats)
+            page = ids[start : start + page_size]
+            part = await evaluate_customers(page, store, model, producer, config, watermark, stats)
         total.evaluated += part.evaluated
         total.changes += part.changes
     return total

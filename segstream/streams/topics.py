@@ -41,8 +41,10 @@ def ensure_topics(
     partitions: int = 4,
     replication_factor: int = 1,
     connect_timeout: float = 10.0,
+    compacted: Iterable[str] = (),
 ) -> list[str]:
-    """Create every topic in ``names`` that does not exist yet.
+    """Create every topic in ``names`` that does not exist yet (those in ``compacted`` with
+    ``cleanup.policy=compact``).
 
     Args:
         kafka: connection settings.
@@ -61,6 +63,7 @@ def ensure_topics(
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     wanted = list(dict.fromkeys(names))
+    compact = set(compacted)
     admin = _admin(kafka, connect_timeout)
     try:
         existing = set(admin.list_topics())
@@ -70,7 +73,8 @@ def ensure_topics(
             if name in existing:
                 continue
             try:
-                admin.create_topics([NewTopic(name, partitions, replication_factor)])
+                configs = {"cleanup.policy": "compact"} if name in compact else {}
+                admin.create_topics([NewTopic(name, partitions, replication_factor, topic_configs=configs)])
             except TopicAlreadyExistsError:
                 continue  # created concurrently by another process: fine
             except KafkaError as exc:
@@ -101,7 +105,8 @@ def create_topics(
     count = partitions if partitions is not None else topics.partitions
     if count < 1:
         raise TopicError(f"partitions must be >= 1, got {count}")
-    return ensure_topics(kafka, topics.names(), count, topics.replication_factor, connect_timeout)
+    return ensure_topics(kafka, topics.names(), count, topics.replication_factor, connect_timeout,
+                         compacted=topics.compacted())  # fmt: skip
 
 
 def wait_for_topics(kafka: KafkaSettings, names: Iterable[str], timeout: float = 10.0) -> dict[str, int]:

@@ -166,6 +166,7 @@ class WorkerConfig:
             "sales_forecasts": f"forecasts-{self.tag}",
             "dead_letters": f"dead-{self.tag}",
             "monitoring": f"monitoring-{self.tag}",
+            "customer_profiles": f"profiles-{self.tag}",
         }
 
     @property

@@ -62,7 +62,7 @@ class WorkerEnv:
     @property
     def topics(self) -> dict[str, str]:
         names = ("transactions", "scored", "segment_changes", "sales_forecasts", "dead_letters", "monitoring",
-                 "campaign_triggers")
+                 "campaign_triggers", "customer_profiles")
         return {n: f"{n.replace('_', '-')}-{self.tag}" for n in names}
 
     @property

@@ -48,6 +48,7 @@ def test_defaults_match_the_embedded_stack():
         "dead-letters",
         "monitoring",
         "campaign-triggers",
+        "customer-profiles",
     ]
     assert s.topics.partitions == 4 and s.topics.replication_factor == 1
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from segstream.models.changes import change_id
 from segstream.models.errors import SegstreamError
@@ -166,6 +166,14 @@ class StateStore(Protocol):
         self, customer_ids: Sequence[str], campaigns: Sequence[str], days: Sequence[int]
     ) -> CampaignMemory:
         """When each of these customers last got each campaign, and each campaign's triggers on these days."""
+        ...
+
+    async def set_profiles(self, profiles: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Replace customers' profiles (None deletes one); idempotent, the latest call wins."""
+        ...
+
+    async def profiles(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored profiles of some customers (those without one are left out)."""
         ...
 
     async def due_for_check(self, as_of_ms: int, limit: int) -> list[str]:

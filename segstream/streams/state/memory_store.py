@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from segstream.models.customer_state import CustomerState
 from segstream.models.events import Event
@@ -34,6 +35,7 @@ class MemoryStateStore:
         self._cooldowns: dict[tuple[str, str], int] = {}
         self._caps: dict[tuple[str, int], set[str]] = {}
         self._watermark = 0
+        self._profiles: dict[str, dict[str, Any]] = {}
 
     async def apply(self, events: Sequence[Event], with_categories: bool = False) -> ApplyResult:
         """Fold a batch in; see :class:`~segstream.streams.state.base.StateStore`."""
@@ -86,6 +88,18 @@ class MemoryStateStore:
         last = {(c, k): self._cooldowns[(c, k)] for c in customer_ids for k in campaigns if (c, k) in self._cooldowns}
         fired = {(k, d): len(self._caps[(k, d)]) for k in campaigns for d in days if (k, d) in self._caps}
         return CampaignMemory(last, fired)
+
+    async def set_profiles(self, profiles: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Replace customers' profiles (None deletes one)."""
+        for cid, attributes in profiles.items():
+            if attributes is None:
+                self._profiles.pop(cid, None)
+            else:
+                self._profiles[cid] = json.loads(json.dumps(dict(attributes)))
+
+    async def profiles(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored profiles of some customers."""
+        return {cid: dict(self._profiles[cid]) for cid in customer_ids if cid in self._profiles}
 
     async def view(self, customer_ids: Sequence[str], as_of_ms: int | None = None) -> dict[str, CustomerView]:
         """Current views of some customers as of T (default: the watermark)."""

@@ -340,6 +340,30 @@ class RedisStateStore:
             views.update(_views(rows, dict(enumerate(cids, 1))))
         return views
 
+    async def set_profiles(self, profiles: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Replace customers' profiles (None deletes one): plain SET/DEL, idempotent, the latest call wins."""
+        if not profiles:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for cid, attributes in profiles.items():
+                key = self.keys.profile(cid)
+                if attributes is None:
+                    pipe.delete(key)
+                else:
+                    pipe.set(key, orjson.dumps(dict(attributes)))
+            await pipe.execute()
+
+    async def profiles(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored profiles of some customers (those without one are left out)."""
+        ids = list(dict.fromkeys(customer_ids))
+        if not ids:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                pipe.get(self.keys.profile(cid))
+            values = await pipe.execute()
+        return {cid: orjson.loads(v) for cid, v in zip(ids, values, strict=True) if v is not None}
+
     async def campaign_memory(
         self, customer_ids: Sequence[str], campaigns: Sequence[str], days: Sequence[int]
     ) -> CampaignMemory:

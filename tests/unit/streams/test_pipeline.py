@@ -193,12 +193,12 @@ class FlakyStore(MemoryStateStore):
         self.apply_failures, self.finalize_failures, self.error = apply_failures, finalize_failures, error
         self.calls: list[str] = []
 
-    async def apply(self, events):
+    async def apply(self, events, with_categories=False):
         self.calls.append("apply")
         if self.apply_failures:
             self.apply_failures -= 1
             raise self.error("Connection refused")
-        return await super().apply(events)
+        return await super().apply(events, with_categories)
 
     async def finalize(self, batch):
         self.calls.append("finalize")
