@@ -237,6 +237,16 @@ def _print_customer(doc: dict[str, Any]) -> None:
         table.add_row(key, f"{value:,.2f}")
     console.print(table)
     console.print(f"first purchase {doc['first_purchase_at']}   last purchase {doc['last_purchase_at']}")
+    prefs = doc.get("preferences") or {}
+    if prefs.get("spend"):
+        console.print(f"favourite category [bold]{prefs['favourite_category'] or '-'}[/] "
+                      f"({prefs['categories_bought']} categories bought)")  # fmt: skip
+        spend = Table("category", "net spend", "share")
+        for category, amount in prefs["spend"].items():
+            spend.add_row(category, f"{amount:,.2f}", f"{prefs['share'][category]:.0%}")
+        console.print(spend)
+    if doc.get("profile"):
+        console.print("profile: " + ", ".join(f"{k}={v}" for k, v in doc["profile"].items()))
     changes = Table("event time", "from", "to", "cause", "event")
     for item in doc["recent_changes"]:
         changes.add_row(

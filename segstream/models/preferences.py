@@ -190,3 +190,20 @@ def batch_categories(events: Any, as_of_ms: int | None = None) -> dict[str, dict
         if split:
             add_split(out.setdefault(customers[i], {}), split)
     return out
+
+
+def preference_summary(totals: Mapping[str, int], limit: int = 10) -> dict[str, Any]:
+    """A customer's preferences for people: favourite, how many categories, spend and share per category.
+
+    ``spend`` and ``share`` list at most ``limit`` categories, largest net spend first (ties: by name);
+    shares are of the positive categorised spend, as in the features.
+    """
+    positive = {c: v for c, v in totals.items() if v > 0}
+    total = sum(positive.values())
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return {
+        "favourite_category": favourite(totals),
+        "categories_bought": len(positive),
+        "spend": {c: v / 100 for c, v in ranked},
+        "share": {c: (positive.get(c, 0) / total if total else 0.0) for c, _ in ranked},
+    }

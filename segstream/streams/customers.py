@@ -9,6 +9,7 @@ from typing import Any
 
 from segstream.models.customer_state import aggregates_matrix
 from segstream.models.features import FEATURE_NAMES, NO_TIMESTAMP, features_from_aggregates
+from segstream.models.preferences import preference_summary
 from segstream.streams.bundle_watch import ActiveModel
 from segstream.streams.outputs import iso_ms
 from segstream.streams.state.base import StateStore
@@ -60,6 +61,8 @@ async def customer_document(
         "scored_as_of": _ts(record.scored_as_of_ms) if record.scored_as_of_ms else None,
         "features": features,
         "aggregates": dict(agg),
+        "preferences": preference_summary(view.categories or {}),
+        "profile": (await store.profiles([customer_id])).get(customer_id),
         "recent_changes": history,
     }
 

@@ -72,3 +72,26 @@ def test_a_profile_batch_stores_the_latest_per_customer_and_dead_letters_the_res
     assert dead["reason_code"] == "invalid_profile" and dead["topic"] == "customer-profiles" and dead["offset"] == 2
     # A behaviour-only model reads no attributes: nothing is re-scored.
     assert result.rescored == 0 and producer.values("segment-changes") == []
+
+
+def test_the_customer_view_shows_preferences_from_lines_and_the_profile():
+    from segstream.streams.customers import customer_document
+    from tests.unit.streams.fakes import event, records
+
+    async def go():
+        store, producer, models = MemoryStateStore(), FakeProducer(), holder()
+        proc = BatchProcessor(store, producer, models, PipelineConfig())
+        lines = [{"category": "Chairs", "amount": 60.0}, {"category": "Binders", "amount": 15.0}]
+        await proc.process(records(event("o1", "C1", 0, 75.0, lines=lines), event("o2", "C1", 1, 30.0,
+                                                                                  category="Binders"),
+                                   event("o3", "C1", 2, -15.0, category="Chairs")))  # fmt: skip
+        await store.set_profiles({"C1": {"income": 4.5}})
+        return await customer_document(store, "C1", models.active)
+
+    doc = asyncio.run(go())
+    assert doc["frequency"] == 2.0  # the order of two categories is one purchase
+    prefs = doc["preferences"]
+    assert prefs["spend"] == {"Binders": 45.0, "Chairs": 45.0}
+    assert prefs["favourite_category"] == "Binders" and prefs["categories_bought"] == 2  # a tie goes by name
+    assert prefs["share"] == {"Binders": 0.5, "Chairs": 0.5}
+    assert doc["profile"] == {"income": 4.5}
