@@ -205,7 +205,7 @@ def clean(data: HistorySource, map: tuple[str, ...], preset: str | None, out: st
 
 
 @click.command("fetch-data")
-@click.argument("name", type=click.Choice(["cdnow", "cdnow-sample", "superstore"]))
+@click.argument("name", type=click.Choice(["cdnow", "cdnow-sample", "superstore", "creditcard", "credit-data"]))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Write the events here too (.csv or .parquet); the cache keeps a CSV either way.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=str), default=None,

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from segstream.cli.data import data_options, load_and_clean
+
+if TYPE_CHECKING:
+    from segstream.trainer.attributes import CustomerTable
+
+_CUSTOMERS_HELP = ("Customer table, CSV or Parquet: one row per customer, a customer_id column and attribute "
+                   "columns (demographics, credit, payment behaviour).")  # fmt: skip
+
+
+def _customers_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--customers", "customers", default=None, type=click.Path(dir_okay=False, path_type=str),
+                        help=_CUSTOMERS_HELP)(func)  # fmt: skip
+
+
+def _load_customers(path: str | None) -> CustomerTable | None:
+    if path is None:
+        return None
+    from segstream.trainer.attributes import load_customers
+
+    return load_customers(path)
 
 
 def _signing_key() -> bytes | None:
@@ -17,7 +38,14 @@ def _signing_key() -> bytes | None:
 
 
 @click.command()
-@data_options
+@data_options(required=False)
+@_customers_option
+@click.option("--attributes", default=None, metavar="A,B,C",
+              help="Customer table columns joined to the segmentation features (numeric: log, scaled; "
+                   "categorical: one-hot, at most --max-levels levels, the rest 'other'). Default: none. "
+                   "With --customers and no --data: a profile-only model on the attributes alone.")
+@click.option("--max-levels", type=click.IntRange(1, 50), default=10, show_default=True,
+              help="Levels kept per categorical attribute; rarer and unseen levels count as 'other'.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to create.")
 @click.option("--k", type=click.IntRange(2, 20), default=None, help="Force the number of segments.")
 @click.option("--k-min", type=click.IntRange(2, 20), default=4, show_default=True, help="Smallest k tried.")
@@ -30,27 +58,46 @@ def _signing_key() -> bytes | None:
               help="K-Means on the customer features, or the classic RFM map (quintile scores, 11 named cells).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--promote/--no-promote", default=False, help="Make the new bundle `current` when done.")
-def train(data: str, map: tuple[str, ...], preset: str | None, out: Path, k: int | None, k_min: int, k_max: int,
-          horizon: int, previous: Path | None, segmenter: str, seed: int, promote: bool) -> None:  # fmt: skip
-    """Train segmentation, classifier, purchase and forecast models; write a versioned bundle."""
+def train(data: object, map: tuple[str, ...], preset: str | None, customers: str | None, attributes: str | None,
+          max_levels: int, out: Path, k: int | None, k_min: int, k_max: int, horizon: int, previous: Path | None,
+          segmenter: str, seed: int, promote: bool) -> None:  # fmt: skip
+    """Train segmentation, classifier, purchase and forecast models; write a versioned bundle.
+
+    With --customers FILE --attributes a,b,c the chosen customer attributes join the segmentation; with
+    them and no --data the model is profile-only (segments, tree, names, report; no purchase/forecast).
+    """
     import time
 
     from rich.console import Console
     from rich.table import Table
 
+    from segstream.trainer.attributes import parse_attribute_names
     from segstream.trainer.pipeline import TrainOptions, train_bundle
 
-    console = Console()
-    started = time.perf_counter()
-    events, report = load_and_clean(data, map, preset)
-    load_s = time.perf_counter() - started
+    chosen = parse_attribute_names(attributes)
+    if chosen and customers is None:
+        raise click.UsageError("--attributes needs the customer table: --customers FILE")
+    if customers is not None and not chosen:
+        raise click.UsageError("--customers needs --attributes a,b,c (which columns to use)")
+    if data is None and customers is None:
+        raise click.UsageError("give the history as --data FILE or --sql QUERY [--db URL], or a customer table "
+                               "with --customers FILE --attributes a,b,c for a profile-only model")  # fmt: skip
     if k_min > k_max:
         raise click.BadParameter(f"--k-min {k_min} is above --k-max {k_max}", param_hint="--k-min")
+    console = Console()
+    started = time.perf_counter()
+    events, cleaning, source = None, None, str(customers)
+    if data is not None:
+        events, report = load_and_clean(data, map, preset)
+        cleaning, source = report.to_dict(), str(data)
+    customer_table = _load_customers(customers)
+    load_s = time.perf_counter() - started
     options = TrainOptions(k=k, k_range=range(k_min, k_max + 1), forecast_horizon_days=horizon, seed=seed,
-                           previous_bundle=previous, signing_key=_signing_key(), segmenter=segmenter)  # fmt: skip
+                           previous_bundle=previous, signing_key=_signing_key(), segmenter=segmenter,
+                           attributes=chosen, max_levels=max_levels)  # fmt: skip
     with console.status("training") as status:
         result = train_bundle(
-            events, out, options=options, cleaning=report.to_dict(), source=str(data),
+            events, out, options=options, cleaning=cleaning, source=source, customers=customer_table,
             progress=lambda stage, msg: status.update(f"{stage}: {msg}") if msg == "started"
             else console.print(f"  {stage:<13} {msg}"),
         )  # fmt: skip
@@ -91,15 +138,23 @@ def report(bundle: Path, out: Path | None) -> None:
 
 @click.command()
 @click.option("--bundle", required=True, type=click.Path(path_type=Path), help="Bundle directory.")
-@data_options
+@data_options(required=False)
+@_customers_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output .csv or .parquet.")
-def score(bundle: Path, data: str, map: tuple[str, ...], preset: str | None, out: Path) -> None:
-    """Batch-score a history file: features, segment, name and predicted 90-day spend per customer."""
+def score(bundle: Path, data: object, map: tuple[str, ...], preset: str | None, customers: str | None,
+          out: Path) -> None:  # fmt: skip
+    """Batch-score a history file: features, segment, name and predicted 90-day spend per customer.
+
+    A bundle trained with customer attributes also needs --customers FILE; a profile-only one only that.
+    """
     from segstream.trainer.loading import write_table
     from segstream.trainer.scoring import score_customers
 
-    events, _ = load_and_clean(data, map, preset)
-    table = score_customers(bundle, events, signing_key=_signing_key())
+    if data is None and customers is None:
+        raise click.UsageError("give the history as --data FILE or --sql QUERY [--db URL] (and --customers FILE "
+                               "for a bundle trained with attributes), or --customers FILE for a profile-only one")
+    events = load_and_clean(data, map, preset)[0] if data is not None else None
+    table = score_customers(bundle, events, signing_key=_signing_key(), customers=_load_customers(customers))
     write_table(table, out)
     click.echo(f"scored {len(table)} customers into {out}")
 

@@ -167,6 +167,7 @@ def _verify(
         if child.suffix in PICKLE_SUFFIXES and child.name not in listed:
             raise BundleError(f"{path}: unexpected pickle file {child.name!r} is not listed in the manifest")
     if expected_feature_hash is not None and manifest.feature_hash != expected_feature_hash:
+        refuse_attributes(path, manifest.feature_spec)
         raise BundleError(
             f"{path}: feature spec hash {manifest.feature_hash[:12]}... (version "
             f"{manifest.feature_spec.get('version')!r}) does not match the running code's "
@@ -218,3 +219,32 @@ def _read(file_path: Path, what: str) -> bytes:
         raise BundleError(f"{file_path}: {what} file is missing") from None
     except OSError as exc:
         raise BundleError(f"{file_path}: cannot read {what} ({exc})") from exc
+
+
+def needed_attributes(feature_spec: dict[str, Any]) -> list[str]:
+    """The customer attributes a bundle's models need as input (empty for a behaviour-only bundle)."""
+    attributes = feature_spec.get("attributes") or {}
+    return [str(a.get("name")) for a in attributes.get("attributes", [])]
+
+
+def refuse_attributes(path: Path, feature_spec: dict[str, Any]) -> None:
+    """Refuse, with one clear message, a bundle that needs customer attributes where none are given.
+
+    Serving loaders (the stream worker, the dashboard, campaigns) expect the behaviour-only feature hash;
+    a bundle trained with ``--attributes`` (or profile-only) has another one. Rather than the generic
+    "retrain with this code", say what is missing: the stream does not receive customer attributes yet.
+
+    Raises:
+        BundleError: The spec needs attributes.
+    """
+    names = needed_attributes(feature_spec)
+    if not names:
+        return
+    kind = "profile-only (customer attributes, no transactions)" if feature_spec.get("behaviour") is False \
+        else "with customer attributes"
+    raise BundleError(
+        f"{path}: this bundle was trained {kind} and needs the attribute(s) {', '.join(names)} for every "
+        "customer, which this process does not receive (the stream has no customer-profiles input yet); "
+        "serve a bundle trained without --customers/--attributes, or score this one in batch with "
+        "`segstream score --customers FILE`"
+    )

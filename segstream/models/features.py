@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from segstream.models.attributes import AttributeSpec
 
 DAY_MS = 86_400_000
 WINDOWS_DAYS: tuple[int, ...] = (30, 90, 365)
@@ -49,17 +53,22 @@ class FeatureSpec:
         version: Bumped by hand whenever a formula changes.
         names: Feature names in matrix column order.
         windows_days: The rolling windows, in days.
+        attributes: The customer attributes joined to the features (``--attributes``), or None. Without
+            them the spec, its dict and its hash are exactly those of the behaviour-only features.
+        behaviour: False for a profile-only model (attributes alone, no transaction features).
     """
 
     name: str
     version: int
     names: tuple[str, ...]
     windows_days: tuple[int, ...]
+    attributes: AttributeSpec | None = None
+    behaviour: bool = True
 
     @property
     def hash(self) -> str:
-        """sha256 over everything that defines the features (names, order, windows, constants)."""
-        payload = {
+        """sha256 over everything that defines the features (names, order, windows, constants, attributes)."""
+        payload: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "names": list(self.names),
@@ -67,18 +76,54 @@ class FeatureSpec:
             "day_ms": DAY_MS,
             "constants": [_MIN_TENURE_FOR_RATE_DAYS, _MIN_ALIVE_SCALE_DAYS, _CLV_HORIZON_DAYS],
         }
+        # Only present when chosen, so a behaviour-only spec hashes as it always has.
+        if self.attributes is not None:
+            payload["attributes"] = self.attributes.to_dict()
+        if not self.behaviour:
+            payload["behaviour"] = False
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Columns of a model input row: the behaviour features (unless profile-only), then the attributes."""
+        behaviour = self.names if self.behaviour else ()
+        return (*behaviour, *(self.attributes.columns if self.attributes is not None else ()))
+
+    def with_attributes(self, attributes: AttributeSpec | None, *, behaviour: bool = True) -> FeatureSpec:
+        """This spec with attributes joined (``behaviour=False``: attributes only, a profile-only model)."""
+        if attributes is None and not behaviour:
+            raise ValueError("a profile-only feature spec needs attributes")
+        return replace(self, attributes=attributes, behaviour=behaviour)
+
     def to_dict(self) -> dict[str, object]:
         """The spec as stored in a bundle manifest."""
-        return {
+        out: dict[str, object] = {
             "name": self.name,
             "version": self.version,
             "names": list(self.names),
             "windows_days": list(self.windows_days),
-            "hash": self.hash,
         }
+        if self.attributes is not None:
+            out["attributes"] = self.attributes.to_dict()
+        if not self.behaviour:
+            out["behaviour"] = False
+        out["hash"] = self.hash
+        return out
+
+    @classmethod
+    def for_manifest(cls, spec: dict[str, Any]) -> FeatureSpec:
+        """The running code's spec for what a bundle manifest's ``feature_spec`` says it needs.
+
+        Its hash equals the manifest's only if this code computes the same features and encodes the same
+        attributes the same way; pass it as ``expected_feature_hash`` when loading.
+        """
+        if "attributes" not in spec:
+            return FEATURE_SPEC
+        from segstream.models.attributes import AttributeSpec
+
+        return FEATURE_SPEC.with_attributes(AttributeSpec.from_dict(spec["attributes"]),
+                                            behaviour=bool(spec.get("behaviour", True)))  # fmt: skip
 
 
 FEATURE_NAMES: tuple[str, ...] = (

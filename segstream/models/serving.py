@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from segstream.models.attributes import AttributeSpec
+from segstream.models.features import FEATURE_NAMES
 from segstream.models.rfm import RFMScorer
 from segstream.models.scoring import SegmentScorer, TreeScorer
 
@@ -33,6 +35,10 @@ class ServingModels:
         as_of_ms: The training data's as-of time.
         descriptions: Segment id -> one line a marketer reads ("bought once, last purchase 16 months ago").
         segmenter: ``kmeans`` or ``rfm``: which segmenter ``segments`` is.
+        attributes: The customer attributes the models take (None: behaviour features only). Rows then
+            hold the behaviour features (unless ``behaviour`` is False) followed by
+            ``attributes.columns``; see :attr:`input_names`.
+        behaviour: False for a profile-only bundle (no transaction features; ``purchase`` is None).
     """
 
     segments: SegmentScorer | RFMScorer
@@ -43,6 +49,29 @@ class ServingModels:
     as_of_ms: int = 0
     descriptions: dict[int, str] = field(default_factory=dict)
     segmenter: str = "kmeans"
+    attributes: AttributeSpec | None = None
+    behaviour: bool = True
+
+    @property
+    def attribute_spec(self) -> AttributeSpec | None:
+        """The attributes; bundles pickled before they existed unpickle without the attribute."""
+        return getattr(self, "attributes", None)
+
+    @property
+    def uses_behaviour(self) -> bool:
+        """Whether rows start with the behaviour features (False only for a profile-only bundle)."""
+        return bool(getattr(self, "behaviour", True))
+
+    @property
+    def needs_attributes(self) -> bool:
+        """Whether scoring needs customer attributes (the stream cannot give them yet)."""
+        return self.attribute_spec is not None
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Columns of a model input row."""
+        spec = self.attribute_spec
+        return (*(FEATURE_NAMES if self.uses_behaviour else ()), *(spec.columns if spec is not None else ()))
 
     @property
     def segment_descriptions(self) -> dict[int, str]:
@@ -58,8 +87,16 @@ class ServingModels:
         return self.segments.predict_segment(x)
 
     def predict_spend(self, x: np.ndarray) -> np.ndarray:
-        """Predicted next-90-day net spend of full feature rows."""
-        return np.asarray(self.purchase.predict(x), dtype=np.float64)
+        """Predicted next-90-day net spend of full feature rows (NaN for a profile-only bundle).
+
+        The purchase models take the behaviour features only: the first ``len(FEATURE_NAMES)`` columns.
+        """
+        arr = np.asarray(x, dtype=np.float64)
+        if self.purchase is None:
+            return np.full(arr.reshape(-1, arr.shape[-1]).shape[0], np.nan)
+        if self.attribute_spec is not None:
+            arr = arr.reshape(-1, arr.shape[-1])[:, : len(FEATURE_NAMES)]
+        return np.asarray(self.purchase.predict(arr), dtype=np.float64)
 
 
 def training_mix(sizes: Mapping[int, int]) -> dict[int, float]:

@@ -19,6 +19,8 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from sklearn.model_selection import train_test_split
 from sklearn.tree import DecisionTreeClassifier, export_text
 
+from segstream.models.attributes import WideTreeScorer
+from segstream.models.features import FEATURE_NAMES
 from segstream.models.scoring import TreeScorer
 from segstream.trainer.errors import TrainerError
 from segstream.trainer.segmentation import CLUSTER_FEATURES
@@ -76,6 +78,7 @@ def fit_classifier(
     test_size: float = 0.25,
     feature_names: Sequence[str] = CLUSTER_FEATURES,
     segment_names: Mapping[int, str] | None = None,
+    input_names: Sequence[str] = FEATURE_NAMES,
 ) -> ClassifierModel:
     """Fit and evaluate the entropy decision tree predicting the segment from unscaled features.
 
@@ -88,6 +91,8 @@ def fit_classifier(
         test_size: Share of customers held out for the metrics.
         feature_names: The tree's input columns (default: the clustered features).
         segment_names: Segment id -> name, shown next to the id in the rules.
+        input_names: Columns of the rows the shipped scorer takes (default the behaviour features; with
+            customer attributes see :class:`segstream.models.attributes.WideTreeScorer`).
 
     Returns:
         The fitted :class:`ClassifierModel`.
@@ -110,7 +115,8 @@ def fit_classifier(
     tree = DecisionTreeClassifier(
         criterion="entropy", max_depth=max_depth, min_samples_leaf=min_samples_leaf, random_state=seed
     ).fit(x_tr, y_tr)
-    scorer = TreeScorer(tree, names)
+    wide = tuple(input_names) != FEATURE_NAMES
+    scorer = WideTreeScorer(tree, names, input_names) if wide else TreeScorer(tree, names)
     pred = tree.predict(x_te)
     order = [int(c) for c in classes]
     precision, recall, f1, _ = precision_recall_fscore_support(

