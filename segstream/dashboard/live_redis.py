@@ -107,6 +107,8 @@ class LiveCustomer:
     scored_as_of_ms: int
     watermark_ms: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    # Net cents per category (product preferences; empty when the events carry no category).
+    categories: dict[str, int] = field(default_factory=dict)
 
 
 class LiveReader:
@@ -155,6 +157,7 @@ class LiveReader:
             segment=_int_or_none(raw.get("sg")), pending=_int_or_none(raw.get("sp")),
             model_version=raw.get("sv", ""), scored_as_of_ms=int(raw.get("sa") or 0), watermark_ms=watermark,
             history=history,
+            categories={k: int(v) for k, v in self.redis.hgetall(self.keys.categories(customer_id)).items()},
         )  # fmt: skip
 
     def segment_counts(self, limit: int = 200_000) -> dict[int, int]:

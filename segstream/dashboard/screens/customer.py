@@ -11,6 +11,7 @@ import streamlit as st
 from segstream.dashboard import charts, session, views
 from segstream.dashboard.data import feature_row
 from segstream.models.features import FEATURE_NAMES
+from segstream.models.preferences import preference_summary
 from segstream.viz import figures
 from segstream.viz.bundle_tables import BundleTables
 
@@ -72,6 +73,17 @@ def render() -> None:
     with right:
         st.subheader("Segment history")
         _history(live, names, live_why)
+    if live is not None and live.categories:
+        _preferences(live.categories)
+
+
+def _preferences(categories: dict[str, int]) -> None:
+    summary = preference_summary(categories)
+    st.subheader("Product preferences")
+    st.caption(f"Favourite category: **{summary['favourite_category'] or '-'}** "
+               f"({summary['categories_bought']} categories bought; net spend, returns subtracted)")  # fmt: skip
+    st.dataframe(pd.DataFrame({"category": list(summary["spend"]), "net spend": list(summary["spend"].values()),
+                               "share": [f"{v:.0%}" for v in summary["share"].values()]}), hide_index=True)  # fmt: skip
 
 
 def _predictions(tables: BundleTables, features: dict[str, float], trained: pd.DataFrame,
