@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segstream.cli.main import cli
+from segstream.models.features import FEATURE_NAMES, batch_features
 from segstream.trainer.backtest import (
     LIFETIMES_BASELINE,
     USED_BY_SCORE,
@@ -25,6 +26,7 @@ from segstream.trainer.cleaning import clean_transactions
 from segstream.trainer.generate import generate_transactions
 from segstream.trainer.loading import write_table
 from segstream.trainer.pipeline import TrainOptions
+from segstream.trainer.purchase import CANDIDATES, DECISION_TREE, calibration_holdout, fit_candidate
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +90,24 @@ def test_every_section_is_filled(result) -> None:
     assert all(s["description"] for s in seg["segments"])
     spend = result["spend_models"]
     assert {USED_BY_SCORE, "baseline", LIFETIMES_BASELINE, "bgnbd_gamma_gamma"} <= set(spend)
+    assert set(CANDIDATES) - set(spend.get("skipped", {})) <= set(spend)  # every spend model, side by side
     assert spend[USED_BY_SCORE] == spend[result["bundle"]["purchase_model"]]  # score uses the refit candidate
     forecasts = result["forecasts"]
     assert {"prophet", "random_forest", "seasonal_naive"} <= set(forecasts)
     assert len(forecasts["series"]["actual"]) == len(forecasts["series"]["dates"]) == 60
     assert "flattering_names_below_population_repeat" in result["checks"]
+
+
+def test_the_decision_tree_is_scored_beside_the_others(events, result) -> None:
+    split = split_at(events, "2025-10-01", 60)
+    fit_x, fit_y, _ = calibration_holdout(split.before, 60)
+    tree = fit_candidate(DECISION_TREE, fit_x[list(FEATURE_NAMES)].to_numpy(), fit_y.to_numpy(), 60, 2)
+    now = batch_features(split.before, as_of=split.as_of)
+    actual = split.horizon.groupby(split.horizon["customer_id"].astype(str))["amount"].sum()
+    err = tree.predict(now[list(FEATURE_NAMES)].to_numpy()) - actual.reindex(now.index, fill_value=0.0).to_numpy()
+    scores = result["spend_models"][DECISION_TREE]
+    assert scores["rmse"] == pytest.approx(float(np.sqrt(np.mean(err**2))), rel=1e-12)
+    assert scores["mae"] == pytest.approx(float(np.mean(np.abs(err))), rel=1e-12)
 
 
 def test_the_horizon_outcomes_are_the_real_ones(events, result) -> None:
@@ -113,9 +128,12 @@ def test_cli_prints_tables_and_writes_json_and_html(tmp_path) -> None:
                                       "--json", str(out_json), "--html", str(out_html)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "eta^2" in result.output and "BG/NBD + Gamma-Gamma (lifetimes)" in result.output
+    assert DECISION_TREE in result.output
+    assert DECISION_TREE in json.loads(out_json.read_text())["spend_models"]
     assert json.loads(out_json.read_text())["data"]["cutoff"] == "2025-10-01"
     page = out_html.read_text()
     assert "segstream backtest" in page and "plotly" in page and "RFM map" in page
+    assert f"<td>{DECISION_TREE}</td>" in page
 
 
 def test_cli_refuses_a_cutoff_without_a_horizon_after_it(tmp_path) -> None:

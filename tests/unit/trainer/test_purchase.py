@@ -16,6 +16,7 @@ from segstream.trainer.purchase import (
     BTYD,
     BTYD_CORRECTED,
     CANDIDATES,
+    DECISION_TREE,
     LINEAR,
     TREES,
     PurchaseModelError,
@@ -37,7 +38,7 @@ def models(events):
 
 
 def test_metrics_per_model_and_baseline(models) -> None:
-    assert set(models.metrics) == {LINEAR, TREES, BTYD, BTYD_CORRECTED, BASELINE}
+    assert set(models.metrics) == {LINEAR, DECISION_TREE, TREES, BTYD, BTYD_CORRECTED, BASELINE}
     for m in models.metrics.values():
         assert m["rmse"] >= m["mae"] >= 0.0
     assert [name for name, m in models.metrics.items() if m["final"]] == [models.final_name]
@@ -126,4 +127,4 @@ def test_a_btyd_fit_that_cannot_converge_is_skipped_not_fatal() -> None:
     events = pd.DataFrame(rows, columns=["customer_id", "timestamp", "amount"])
     fitted = fit_purchase_models(events, horizon_days=90)
     assert BTYD in fitted.info["skipped"] and "repeat buyers" in fitted.info["skipped"][BTYD]
-    assert fitted.final_name in (LINEAR, TREES)
+    assert fitted.final_name in (LINEAR, DECISION_TREE, TREES)
