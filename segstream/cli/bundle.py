@@ -47,12 +47,15 @@ def _signing_options() -> tuple[bytes | None, bool]:
     return key or None, bool(getattr(settings, "require_signature", False))
 
 
-def _feature_hash(skip: bool) -> str | None:
+def _feature_hash(skip: bool, bundle_dir: Path) -> str | None:
+    """This code's feature hash for what the bundle reads (behaviour features, and any attributes or
+    preferences its manifest names): equal to the bundle's only if this code computes them the same way."""
     if skip:
         return None
-    from segstream.models.features import FEATURE_SPEC
+    from segstream.models.bundle import read_manifest
+    from segstream.models.features import FeatureSpec
 
-    return FEATURE_SPEC.hash
+    return FeatureSpec.for_manifest(read_manifest(bundle_dir).feature_spec).hash
 
 
 _skip_feature_check = click.option(
@@ -93,7 +96,7 @@ def promote_cmd(bundle_dir: Path, models_root: Path | None, copy: bool, skip_fea
     result = promote(
         bundle_dir,
         root,
-        expected_feature_hash=_feature_hash(skip_feature_check),
+        expected_feature_hash=_feature_hash(skip_feature_check, bundle_dir),
         signing_key=key,
         require_signature=required,
         copy=copy,
@@ -129,7 +132,7 @@ def verify_cmd(bundle_dir: Path, skip_feature_check: bool) -> None:
     key, required = _signing_options()
     manifest = verify_bundle(
         bundle_dir,
-        expected_feature_hash=_feature_hash(skip_feature_check),
+        expected_feature_hash=_feature_hash(skip_feature_check, bundle_dir),
         signing_key=key,
         require_signature=required,
     )

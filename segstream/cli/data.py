@@ -44,18 +44,23 @@ def parse_mapping(items: tuple[str, ...] | list[str] | None) -> dict[str, str]:
 HistorySource = Any  # a file path (str) or a segstream.trainer.sql_source.SqlSource
 
 
-def data_options(func: Callable[..., Any] | None = None, *, required: bool = True) -> Any:
+def data_options(func: Callable[..., Any] | None = None, *, required: bool = True, pass_db: bool = False) -> Any:
     """Add ``--data FILE`` or ``--sql QUERY [--db URL]``, ``--map canonical=source`` and ``--preset``.
 
     The command receives ``data`` (the file path, a :class:`~segstream.trainer.sql_source.SqlSource`, or
     None when ``required=False`` and neither was given), ``map`` and ``preset``; pass them on to
-    :func:`load_and_clean`. Use as ``@data_options`` or ``@data_options(required=False)``.
+    :func:`load_and_clean`. Use as ``@data_options`` or ``@data_options(required=False)``. With
+    ``pass_db=True`` the command also receives ``db`` (for its other queries, e.g. ``--customers-sql``), and
+    ``--db`` without ``--sql`` is allowed.
     """
     if func is None:
-        return functools.partial(data_options, required=required)
+        return functools.partial(data_options, required=required, pass_db=pass_db)
 
     @functools.wraps(func)
     def with_source(*args: Any, data: str | None, sql: str | None, db: str | None, **kwargs: Any) -> Any:
+        if pass_db:
+            source = history_source(data, sql, db if sql is not None else None, required=required)
+            return func(*args, data=source, db=db, **kwargs)
         return func(*args, data=history_source(data, sql, db, required=required), **kwargs)
 
     command = click.option(
@@ -205,7 +210,8 @@ def clean(data: HistorySource, map: tuple[str, ...], preset: str | None, out: st
 
 
 @click.command("fetch-data")
-@click.argument("name", type=click.Choice(["cdnow", "cdnow-sample", "superstore", "creditcard", "credit-data"]))
+@click.argument("name", type=click.Choice(["cdnow", "cdnow-sample", "superstore", "superstore-lines",
+                                                   "superstore-customers", "creditcard", "credit-data"]))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Write the events here too (.csv or .parquet); the cache keeps a CSV either way.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=str), default=None,

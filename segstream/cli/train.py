@@ -18,16 +18,32 @@ _CUSTOMERS_HELP = ("Customer table, CSV or Parquet: one row per customer, a cust
 
 
 def _customers_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("--customers-sql", "customers_sql", default=None, metavar="QUERY",
+                        help="The customer table from this SQL query instead (on --db, as for --sql).")(func)
     return click.option("--customers", "customers", default=None, type=click.Path(dir_okay=False, path_type=str),
                         help=_CUSTOMERS_HELP)(func)  # fmt: skip
 
 
-def _load_customers(path: str | None) -> CustomerTable | None:
-    if path is None:
+def _customer_source(customers: str | None, customers_sql: str | None, db: str | None) -> Any:
+    """``--customers FILE`` or ``--customers-sql QUERY`` (on ``--db``) as one source, or None."""
+    if customers is not None and customers_sql is not None:
+        raise click.UsageError("give either --customers FILE or --customers-sql QUERY, not both")
+    if customers_sql is None:
+        return customers
+    from segstream.cli.data import sql_source
+
+    return sql_source(customers_sql, db)
+
+
+def _load_customers(source: Any) -> CustomerTable | None:
+    if source is None:
         return None
     from segstream.trainer.attributes import load_customers
+    from segstream.trainer.sql_source import SqlSource, read_query
 
-    return load_customers(path)
+    if isinstance(source, SqlSource):
+        return load_customers(read_query(source), where=source.label())
+    return load_customers(source)
 
 
 def _signing_key() -> bytes | None:
@@ -38,7 +54,7 @@ def _signing_key() -> bytes | None:
 
 
 @click.command()
-@data_options(required=False)
+@data_options(required=False, pass_db=True)
 @_customers_option
 @click.option("--attributes", default=None, metavar="A,B,C",
               help="Customer table columns joined to the segmentation features (numeric: log, scaled; "
@@ -46,6 +62,11 @@ def _signing_key() -> bytes | None:
                    "With --customers and no --data: a profile-only model on the attributes alone.")
 @click.option("--max-levels", type=click.IntRange(1, 50), default=10, show_default=True,
               help="Levels kept per categorical attribute; rarer and unseen levels count as 'other'.")
+@click.option("--preferences/--no-preferences", default=False, show_default=True,
+              help="Join product preferences (share of spend in each of the top categories, the rest, and "
+                   "how many categories) to the segmentation; needs events with a category or lines.")
+@click.option("--top-categories", type=click.IntRange(1, 50), default=5, show_default=True,
+              help="How many of the training data's categories get their own share (the rest is pooled).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to create.")
 @click.option("--k", type=click.IntRange(2, 20), default=None, help="Force the number of segments.")
 @click.option("--k-min", type=click.IntRange(2, 20), default=4, show_default=True, help="Smallest k tried.")
@@ -58,9 +79,11 @@ def _signing_key() -> bytes | None:
               help="K-Means on the customer features, or the classic RFM map (quintile scores, 11 named cells).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--promote/--no-promote", default=False, help="Make the new bundle `current` when done.")
-def train(data: object, map: tuple[str, ...], preset: str | None, customers: str | None, attributes: str | None,
-          max_levels: int, out: Path, k: int | None, k_min: int, k_max: int, horizon: int, previous: Path | None,
-          segmenter: str, seed: int, promote: bool) -> None:  # fmt: skip
+def train(data: object, db: str | None, map: tuple[str, ...], preset: str | None, customers: str | None,
+          customers_sql: str | None,
+          attributes: str | None, max_levels: int, preferences: bool, top_categories: int, out: Path, k: int | None,
+          k_min: int, k_max: int, horizon: int, previous: Path | None, segmenter: str, seed: int,
+          promote: bool) -> None:  # fmt: skip
     """Train segmentation, classifier, purchase and forecast models; write a versioned bundle.
 
     With --customers FILE --attributes a,b,c the chosen customer attributes join the segmentation; with
@@ -75,6 +98,7 @@ def train(data: object, map: tuple[str, ...], preset: str | None, customers: str
     from segstream.trainer.pipeline import TrainOptions, train_bundle
 
     chosen = parse_attribute_names(attributes)
+    customers = _customer_source(customers, customers_sql, db)
     if chosen and customers is None:
         raise click.UsageError("--attributes needs the customer table: --customers FILE")
     if customers is not None and not chosen:
@@ -94,7 +118,8 @@ def train(data: object, map: tuple[str, ...], preset: str | None, customers: str
     load_s = time.perf_counter() - started
     options = TrainOptions(k=k, k_range=range(k_min, k_max + 1), forecast_horizon_days=horizon, seed=seed,
                            previous_bundle=previous, signing_key=_signing_key(), segmenter=segmenter,
-                           attributes=chosen, max_levels=max_levels)  # fmt: skip
+                           attributes=chosen, max_levels=max_levels,
+                           preferences=top_categories if preferences else 0)  # fmt: skip
     with console.status("training") as status:
         result = train_bundle(
             events, out, options=options, cleaning=cleaning, source=source, customers=customer_table,
@@ -138,11 +163,11 @@ def report(bundle: Path, out: Path | None) -> None:
 
 @click.command()
 @click.option("--bundle", required=True, type=click.Path(path_type=Path), help="Bundle directory.")
-@data_options(required=False)
+@data_options(required=False, pass_db=True)
 @_customers_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output .csv or .parquet.")
-def score(bundle: Path, data: object, map: tuple[str, ...], preset: str | None, customers: str | None,
-          out: Path) -> None:  # fmt: skip
+def score(bundle: Path, data: object, db: str | None, map: tuple[str, ...], preset: str | None,
+          customers: str | None, customers_sql: str | None, out: Path) -> None:  # fmt: skip
     """Batch-score a history file: features, segment, name and predicted 90-day spend per customer.
 
     A bundle trained with customer attributes also needs --customers FILE; a profile-only one only that.
@@ -150,6 +175,7 @@ def score(bundle: Path, data: object, map: tuple[str, ...], preset: str | None, 
     from segstream.trainer.loading import write_table
     from segstream.trainer.scoring import score_customers
 
+    customers = _customer_source(customers, customers_sql, db)
     if data is None and customers is None:
         raise click.UsageError("give the history as --data FILE or --sql QUERY [--db URL] (and --customers FILE "
                                "for a bundle trained with attributes), or --customers FILE for a profile-only one")

@@ -228,23 +228,31 @@ def needed_attributes(feature_spec: dict[str, Any]) -> list[str]:
 
 
 def refuse_attributes(path: Path, feature_spec: dict[str, Any]) -> None:
-    """Refuse, with one clear message, a bundle that needs customer attributes where none are given.
+    """Refuse, with one clear message, a bundle whose models read more than the behaviour features where
+    only those are at hand.
 
-    Serving loaders (the stream worker, the dashboard, campaigns) expect the behaviour-only feature hash;
-    a bundle trained with ``--attributes`` (or profile-only) has another one. Rather than the generic
-    "retrain with this code", say what is missing: the stream does not receive customer attributes yet.
+    The dashboard, campaign previews and the backtest expect the behaviour-only feature hash; a bundle
+    trained with ``--attributes``, ``--preferences`` or profile-only has another one. Rather than the generic
+    "retrain with this code", say what the bundle needs and where it can be used.
 
     Raises:
-        BundleError: The spec needs attributes.
+        BundleError: The spec needs attributes or product preferences.
     """
     names = needed_attributes(feature_spec)
-    if not names:
+    preferences = "preferences" in feature_spec
+    if not names and not preferences:
         return
-    kind = "profile-only (customer attributes, no transactions)" if feature_spec.get("behaviour") is False \
-        else "with customer attributes"
+    needs = []
+    if names:
+        needs.append(f"the attribute(s) {', '.join(names)}")
+    if preferences:
+        needs.append("product preferences (spend per category)")
+    what = " and ".join(needs)
+    if feature_spec.get("behaviour") is False:
+        raise BundleError(f"{path}: this bundle is profile-only (customer attributes, no transactions) and needs "
+                          f"{what}; score it in batch with `segstream score --customers FILE`")  # fmt: skip
     raise BundleError(
-        f"{path}: this bundle was trained {kind} and needs the attribute(s) {', '.join(names)} for every "
-        "customer, which this process does not receive (the stream has no customer-profiles input yet); "
-        "serve a bundle trained without --customers/--attributes, or score this one in batch with "
-        "`segstream score --customers FILE`"
+        f"{path}: this bundle's models read {what}; this tool reads only bundles trained on the transactions "
+        "alone. The worker serves it (attributes from the customer-profiles topic, preferences from the "
+        "events' category or lines), and `segstream score` scores it in batch"
     )

@@ -33,6 +33,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from segstream.models.attributes import AttributeSpec
+    from segstream.models.preferences import PreferenceSpec
 
 DAY_MS = 86_400_000
 WINDOWS_DAYS: tuple[int, ...] = (30, 90, 365)
@@ -56,6 +57,8 @@ class FeatureSpec:
         attributes: The customer attributes joined to the features (``--attributes``), or None. Without
             them the spec, its dict and its hash are exactly those of the behaviour-only features.
         behaviour: False for a profile-only model (attributes alone, no transaction features).
+        preferences: The product-preference features (``--preferences``: the training data's top
+            categories), or None; like the attributes, part of the hash only when chosen.
     """
 
     name: str
@@ -64,6 +67,7 @@ class FeatureSpec:
     windows_days: tuple[int, ...]
     attributes: AttributeSpec | None = None
     behaviour: bool = True
+    preferences: PreferenceSpec | None = None
 
     @property
     def hash(self) -> str:
@@ -81,14 +85,22 @@ class FeatureSpec:
             payload["attributes"] = self.attributes.to_dict()
         if not self.behaviour:
             payload["behaviour"] = False
+        if self.preferences is not None:
+            payload["preferences"] = self.preferences.to_dict()
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        """Columns of a model input row: the behaviour features (unless profile-only), then the attributes."""
+        """Columns of a model input row: the behaviour features (unless profile-only), the product
+        preferences, then the attributes."""
         behaviour = self.names if self.behaviour else ()
-        return (*behaviour, *(self.attributes.columns if self.attributes is not None else ()))
+        preferences = self.preferences.names if self.preferences is not None else ()
+        return (*behaviour, *preferences, *(self.attributes.columns if self.attributes is not None else ()))
+
+    def with_preferences(self, preferences: PreferenceSpec | None) -> FeatureSpec:
+        """This spec with the product-preference features (None: without)."""
+        return replace(self, preferences=preferences)
 
     def with_attributes(self, attributes: AttributeSpec | None, *, behaviour: bool = True) -> FeatureSpec:
         """This spec with attributes joined (``behaviour=False``: attributes only, a profile-only model)."""
@@ -108,6 +120,8 @@ class FeatureSpec:
             out["attributes"] = self.attributes.to_dict()
         if not self.behaviour:
             out["behaviour"] = False
+        if self.preferences is not None:
+            out["preferences"] = self.preferences.to_dict()
         out["hash"] = self.hash
         return out
 
@@ -118,12 +132,17 @@ class FeatureSpec:
         Its hash equals the manifest's only if this code computes the same features and encodes the same
         attributes the same way; pass it as ``expected_feature_hash`` when loading.
         """
-        if "attributes" not in spec:
-            return FEATURE_SPEC
-        from segstream.models.attributes import AttributeSpec
+        out = FEATURE_SPEC
+        if "attributes" in spec:
+            from segstream.models.attributes import AttributeSpec
 
-        return FEATURE_SPEC.with_attributes(AttributeSpec.from_dict(spec["attributes"]),
-                                            behaviour=bool(spec.get("behaviour", True)))  # fmt: skip
+            out = out.with_attributes(AttributeSpec.from_dict(spec["attributes"]),
+                                      behaviour=bool(spec.get("behaviour", True)))  # fmt: skip
+        if "preferences" in spec:
+            from segstream.models.preferences import PreferenceSpec
+
+            out = out.with_preferences(PreferenceSpec.from_dict(spec["preferences"]))
+        return out
 
 
 FEATURE_NAMES: tuple[str, ...] = (

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+# Bumped whenever the preference formula changes (it is part of the feature hash of a bundle that uses them).
+PREFERENCE_VERSION = 1
 MAX_LINES = 100
 MAX_CATEGORY_LENGTH = 128
 DEFAULT_TOP_CATEGORIES = 5
@@ -123,7 +125,13 @@ class PreferenceSpec:
                 "pref_categories")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
-        return {"categories": list(self.categories), "names": list(self.names)}
+        return {"version": PREFERENCE_VERSION, "categories": list(self.categories), "names": list(self.names)}
+
+    def describe(self) -> dict[str, str]:
+        """Feature name -> what it measures, for reports and change records."""
+        out = {f"pref_share_{i + 1}": f"share of spend in {c}" for i, c in enumerate(self.categories)}
+        return {**out, "pref_share_other": "share of spend in other categories",
+                "pref_categories": "categories bought"}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PreferenceSpec:

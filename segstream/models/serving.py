@@ -8,7 +8,7 @@ load just that one (``load_bundle(..., only=[SERVING])``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from segstream.models.attributes import AttributeSpec
 from segstream.models.features import FEATURE_NAMES
+from segstream.models.preferences import PreferenceSpec
 from segstream.models.rfm import RFMScorer
 from segstream.models.scoring import SegmentScorer, TreeScorer
 
@@ -51,6 +52,17 @@ class ServingModels:
     segmenter: str = "kmeans"
     attributes: AttributeSpec | None = None
     behaviour: bool = True
+    preferences: PreferenceSpec | None = None
+
+    @property
+    def preference_spec(self) -> PreferenceSpec | None:
+        """The product-preference features the models take (None for bundles without them)."""
+        return getattr(self, "preferences", None)
+
+    @property
+    def needs_categories(self) -> bool:
+        """Whether scoring needs each customer's net cents per category."""
+        return self.preference_spec is not None
 
     @property
     def attribute_spec(self) -> AttributeSpec | None:
@@ -64,14 +76,34 @@ class ServingModels:
 
     @property
     def needs_attributes(self) -> bool:
-        """Whether scoring needs customer attributes (the stream cannot give them yet)."""
+        """Whether scoring needs customer attributes (the stream reads them from the stored profiles)."""
         return self.attribute_spec is not None
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        """Columns of a model input row."""
-        spec = self.attribute_spec
-        return (*(FEATURE_NAMES if self.uses_behaviour else ()), *(spec.columns if spec is not None else ()))
+        """Columns of a model input row: behaviour features, product preferences, attributes."""
+        spec, prefs = self.attribute_spec, self.preference_spec
+        return (*(FEATURE_NAMES if self.uses_behaviour else ()), *(prefs.names if prefs is not None else ()),
+                *(spec.columns if spec is not None else ()))  # fmt: skip
+
+    def input_rows(
+        self,
+        behaviour: np.ndarray,
+        *,
+        categories: Sequence[Mapping[str, int]] = (),
+        profiles: Sequence[Mapping[str, Any] | None] = (),
+    ) -> np.ndarray:
+        """Model input rows from the behaviour feature rows and, per row, the customer's net cents per
+        category and raw attributes (what the batch path and the stream both hand in; a missing profile
+        gets the spec's defaults)."""
+        x = np.atleast_2d(np.asarray(behaviour, dtype=np.float64))
+        blocks = [x] if self.uses_behaviour else []
+        prefs, spec = self.preference_spec, self.attribute_spec
+        if prefs is not None:
+            blocks.append(prefs.matrix(list(categories) if categories else [{}] * len(x)))
+        if spec is not None:
+            blocks.append(spec.encode_rows(list(profiles) if profiles else [None] * len(x)))
+        return np.column_stack(blocks) if len(blocks) > 1 else blocks[0]
 
     @property
     def segment_descriptions(self) -> dict[int, str]:
@@ -94,7 +126,7 @@ class ServingModels:
         arr = np.asarray(x, dtype=np.float64)
         if self.purchase is None:
             return np.full(arr.reshape(-1, arr.shape[-1]).shape[0], np.nan)
-        if self.attribute_spec is not None:
+        if arr.shape[-1] != len(FEATURE_NAMES):
             arr = arr.reshape(-1, arr.shape[-1])[:, : len(FEATURE_NAMES)]
         return np.asarray(self.purchase.predict(arr), dtype=np.float64)
 

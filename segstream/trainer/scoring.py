@@ -9,9 +9,11 @@ import pandas as pd
 
 from segstream.models.bundle import load_bundle, read_manifest
 from segstream.models.features import FEATURE_SPEC, FeatureSpec, batch_features
+from segstream.models.preferences import batch_categories
 from segstream.models.serving import SERVING, ServingModels
 from segstream.trainer.attributes import CustomerTable, encode_customers
 from segstream.trainer.errors import TrainerError
+from segstream.trainer.preferences import favourites, preference_frame
 
 # Names of the trainer's own artifacts in a bundle (beside the pure SERVING one).
 SEGMENTATION = "segmentation"
@@ -63,6 +65,14 @@ def score_customers(
     features = batch_features(events)
     x = features.to_numpy()
     table = features.copy()
+    prefs = serving.preference_spec
+    if prefs is not None:
+        # The same formula the worker applies to its folded categories.
+        frame = preference_frame(prefs, batch_categories(events), features.index)
+        x = np.hstack([x, frame.to_numpy()])
+        table = pd.concat([table, frame], axis=1)
+    if "category" in events.columns or "lines" in events.columns:
+        table["favourite_category"] = favourites(events).reindex(table.index)
     if spec is not None and customers is not None:
         encoded = encode_customers(spec, customers, features.index).frame
         x = np.hstack([x, encoded.to_numpy()])

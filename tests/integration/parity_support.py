@@ -13,9 +13,10 @@ import pandas as pd
 from click.testing import CliRunner
 
 from segstream.cli.main import cli
-from segstream.models.bundle import load_bundle, resolve_current
+from segstream.models.bundle import load_bundle, read_manifest, resolve_current
 from segstream.models.customer_state import aggregates_matrix
-from segstream.models.features import FEATURE_SPEC, batch_features, features_from_aggregates
+from segstream.models.features import FeatureSpec, batch_features, features_from_aggregates
+from segstream.models.preferences import batch_categories
 from segstream.models.serving import SERVING
 from segstream.streams.state import open_store
 from tests.integration.worker_support import WorkerEnv, done_count, read_topic, stop, wait_until
@@ -50,8 +51,13 @@ def replay_and_compare(embedded_stack, redis_client, tmp_path: Path, data: Path 
     return {**check_parity(embedded_stack.redis_url, env, events, root), "env": env}
 
 
-def check_parity(redis_url: str, env: WorkerEnv, events: pd.DataFrame, root: Path) -> dict:
-    """After ``segstream rescore``, the stored features and segments equal the batch recomputation exactly."""
+def check_parity(redis_url: str, env: WorkerEnv, events: pd.DataFrame, root: Path,
+                 profiles: dict[str, dict] | None = None) -> dict:  # fmt: skip
+    """After ``segstream rescore``, the stored features and segments equal the batch recomputation exactly.
+
+    For a bundle that reads product preferences or attributes, the stored categories equal the batch fold's
+    and the segments are those of the batch input rows (``profiles``: the attributes batch scoring uses).
+    """
     result = CliRunner().invoke(cli, ["rescore"], env=env.env())
     assert result.exit_code == 0, result.output
 
@@ -70,10 +76,18 @@ def check_parity(redis_url: str, env: WorkerEnv, events: pd.DataFrame, root: Pat
     stream_x = features_from_aggregates(aggregates_matrix([views[c].aggregates for c in customers]), watermark)
     wrong = [customers[i] for i in np.nonzero((stream_x != batch.to_numpy()).any(axis=1))[0]]
     assert not wrong, f"{len(wrong)} customers' features differ from batch, e.g. {wrong[:5]}"
-    serving = load_bundle(resolve_current(root), expected_feature_hash=FEATURE_SPEC.hash, only=[SERVING]).artifact(
-        SERVING)
+    target = resolve_current(root)
+    expected = FeatureSpec.for_manifest(read_manifest(target).feature_spec)
+    serving = load_bundle(target, expected_feature_hash=expected.hash, only=[SERVING]).artifact(SERVING)
+    x = batch.to_numpy()
+    if serving.needs_categories or serving.needs_attributes:
+        totals = batch_categories(events)
+        wrong = [c for c in customers if views[c].categories != totals.get(c, {})]
+        assert not wrong, f"{len(wrong)} customers' categories differ from batch, e.g. {wrong[:5]}"
+        x = serving.input_rows(x, categories=[totals.get(c, {}) for c in customers],
+                               profiles=[(profiles or {}).get(c) for c in customers])  # fmt: skip
     stored = np.array([views[c].segment.segment for c in customers])
-    wrong = [customers[i] for i in np.nonzero(stored != serving.predict_segments(batch.to_numpy()))[0]]
+    wrong = [customers[i] for i in np.nonzero(stored != serving.predict_segments(x))[0]]
     assert not wrong, f"{len(wrong)} segments differ from batch scoring, e.g. {wrong[:5]}"
     assert read_topic(env.kafka, env.topics["dead_letters"], timeout=5) == []
     return {"watermark": watermark, "features": stream_x, "segments": stored}

@@ -167,8 +167,11 @@ def test_a_bundle_needing_attributes_is_refused_with_one_clear_message(tmp_path)
     assert needed_attributes(spec) == ["income", "owner", "region", "age"]
     assert needed_attributes(FEATURE_SPEC.to_dict()) == []
     refuse_attributes(tmp_path, FEATURE_SPEC.to_dict())  # behaviour-only: nothing to refuse
-    with pytest.raises(BundleError, match=r"profile-only .* income, owner, region, age .* customer-profiles"):
+    with pytest.raises(BundleError, match=r"profile-only .* income, owner, region, age; score it in batch"):
         refuse_attributes(tmp_path, spec)
+    joined = FEATURE_SPEC.with_attributes(SPEC).to_dict()
+    with pytest.raises(BundleError, match=r"read the attribute\(s\) income, owner, region, age; .* customer-profiles"):
+        refuse_attributes(tmp_path, joined)
 
 
 def test_encode_frame_values_from_pandas():

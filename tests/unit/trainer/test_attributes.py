@@ -164,8 +164,8 @@ def test_attributes_joined_to_behaviour(history, tmp_path):
     assert "age" in clustered and "plan=pro" in clustered
     assert "purchase" in manifest.artifacts and "skipped" not in manifest.metrics["purchase"]
     assert all("; median age" in d for d in manifest.info["segment_descriptions"].values())
-    # The worker's loader refuses it with the clear message, before unpickling anything.
-    with pytest.raises(Exception, match="trained with customer attributes and needs the attribute"):
+    # A tool that reads behaviour-only bundles refuses it with the clear message, before unpickling anything.
+    with pytest.raises(Exception, match="models read the attribute.s. age, plan; this tool reads only"):
         load_bundle(result.bundle_dir, expected_feature_hash=FEATURE_SPEC.hash, only=[SERVING])
     scored = score_customers(result.bundle_dir, events, customers=table).set_index("customer_id")
     trained = pd.read_parquet(result.bundle_dir / "customers.parquet").set_index("customer_id")
