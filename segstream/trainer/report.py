@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from segstream.trainer.naming import describe_attributes
+from segstream.trainer.preferences import describe_preferences
 from segstream.viz.bundle_tables import BundleTables, criteria_table, rfm_crosstab_table, segment_overview
 from segstream.viz.figures import (
     confusion_figure,
@@ -47,6 +48,12 @@ def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
         names = seg.get("names", {})
         for s, profile in sorted(attrs.get("profiles", {}).items(), key=lambda kv: int(kv[0])):
             rows.append(("attributes", f"{s} {names.get(str(s), '')}".strip(), describe_attributes(profile)))
+    prefs = metrics.get("preferences") or {}
+    if prefs:
+        rows.append(("preferences", "top categories", ", ".join(prefs.get("categories", []))))
+        names = seg.get("names", {})
+        for s, profile in sorted(prefs.get("profiles", {}).items(), key=lambda kv: int(kv[0])):
+            rows.append(("preferences", f"{s} {names.get(str(s), '')}".strip(), describe_preferences(profile)))
     clf = metrics.get("classifier", {})
     for key in ("accuracy", "precision_macro", "recall_macro", "f1_macro"):
         rows.append(("classifier", key, _num(clf.get(key))))
@@ -102,6 +109,7 @@ def write_report(bundle_dir: Path, out: Path | None = None) -> Path:
         segment_overview(metrics, names).to_html(classes="table", index=False),
         _name_checks_html(seg.get("name_checks", {})),
         _attributes_html(attrs, names),
+        _preferences_html(metrics.get("preferences") or {}, names),
         "<h2>How k was chosen</h2>",
         f"<p>{html.escape(str(seg.get('k_reason', '')))}</p>",
         criteria_table(metrics).to_html(classes="table", index=False),
@@ -161,6 +169,28 @@ def _attributes_html(attrs: dict[str, Any], names: dict[int, str]) -> str:
     notes += ".</p>"
     table = attribute_profile_table(attrs, names).to_html(classes="table", index=False)
     return f"<h2>Customer attributes per segment</h2>{notes}{table}"
+
+
+def preference_profile_table(prefs: dict[str, Any], names: dict[int, str]) -> pd.DataFrame:
+    """One row per segment: the mean share of spend in each top category and the rest, categories bought."""
+    rows = []
+    for s, profile in sorted((prefs.get("profiles") or {}).items(), key=lambda kv: int(kv[0])):
+        row: dict[str, Any] = {"segment": int(s), "name": names.get(int(s), str(s))}
+        row.update({category: f"{float(v):.0%}" for category, v in profile["share"].items()})
+        row["categories bought (median)"] = profile["categories_bought"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _preferences_html(prefs: dict[str, Any], names: dict[int, str]) -> str:
+    if not prefs:
+        return ""
+    notes = (f"<p>Product preferences joined to the behaviour features: each customer's share of spend in the "
+             f"training data's top {len(prefs.get('categories', []))} categories, in the rest, and how many "
+             "categories they bought from (an order of several categories is one purchase, its spend split by "
+             "its lines). Mean share per segment:</p>")  # fmt: skip
+    return (f"<h2>Product preferences per segment</h2>{notes}"
+            + preference_profile_table(prefs, names).to_html(classes="table", index=False))
 
 
 def _name_checks_html(checks: dict[str, Any]) -> str:

@@ -214,6 +214,8 @@ def test_key_layout_is_pinned():
     assert keys.customer("C1") == "shop:v2:{s3.20}:c:C1"
     assert keys.event("e1", "C1") == "shop:v2:{s3.20}:e:e1"  # in the shard of the event's customer
     assert keys.history("C1") == "shop:v2:{s3.20}:h:C1"
+    assert keys.categories("C1") == "shop:v2:{s3.20}:k:C1"  # net cents per category
+    assert keys.profile("C1") == "shop:v2:{s3.20}:a:C1"  # the latest customer profile
     assert (keys.sales(0), keys.watermark(15), keys.due(1), keys.sweep_lease(2)) == (
         "shop:v2:{s0.10}:sales",
         "shop:v2:{s15.42}:wm",
