@@ -120,3 +120,20 @@ def test_database_urls_are_normalised():
     assert normalise_url(None) is None
     with pytest.raises(DataFileError, match="not a database URL"):
         normalise_url("orders.csv")
+
+
+def test_a_customer_table_from_a_query_trains_like_the_file(tmp_path, public_data):
+    table = public_data("creditcard")
+    runner = CliRunner()
+    attrs = ["--attributes", "age,income,expenditure,share,months,active", "--k", "4"]
+    by_file = runner.invoke(cli, ["train", "--customers", str(table), *attrs, "--out", str(tmp_path / "f")])
+    assert by_file.exit_code == 0, by_file.output
+    by_sql = runner.invoke(cli, ["train", "--customers-sql", f"SELECT * FROM '{table}'", *attrs,
+                                 "--out", str(tmp_path / "q")])  # fmt: skip
+    assert by_sql.exit_code == 0, by_sql.output
+    a = pd.read_parquet(tmp_path / "f" / "customers.parquet").set_index("customer_id")["segment"]
+    b = pd.read_parquet(tmp_path / "q" / "customers.parquet").set_index("customer_id")["segment"]
+    assert a.sort_index().equals(b.sort_index())
+    both = runner.invoke(cli, ["train", "--customers", str(table), "--customers-sql", "SELECT 1", *attrs,
+                               "--out", str(tmp_path / "x")])  # fmt: skip
+    assert both.exit_code == 2 and "either --customers FILE or --customers-sql QUERY" in both.output
