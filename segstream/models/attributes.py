@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from segstream.models.errors import FeatureSpecError
-from segstream.models.scoring import PathStep, SegmentScorer, TreeScorer
+from segstream.models.scoring import SegmentScorer, TreeScorer
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -281,53 +281,7 @@ class WideTreeScorer(TreeScorer):
     def __init__(self, tree: Any, feature_names: Sequence[str], input_names: Sequence[str]) -> None:
         """Copy the node arrays of a tree trained on ``feature_names`` columns of ``input_names`` rows."""
         self.input_names = tuple(input_names)
-        t = tree.tree_
-        self.feature_names = tuple(feature_names)
-        self.columns = _indices(self.feature_names, self.input_names)
-        self.children_left = np.array(t.children_left, dtype=np.intp)
-        self.children_right = np.array(t.children_right, dtype=np.intp)
-        self.feature = np.maximum(np.array(t.feature, dtype=np.intp), 0)
-        self.threshold = np.array(t.threshold, dtype=np.float64)
-        missing = getattr(t, "missing_go_to_left", None)
-        n_nodes = len(self.threshold)
-        self.missing_go_to_left = np.zeros(n_nodes, dtype=bool) if missing is None else np.array(missing, dtype=bool)
-        self.value = np.array(t.value[:, 0, :], dtype=np.float64)
-        self.classes = np.array(tree.classes_)
-        self.node_class = self.classes[np.argmax(self.value, axis=1)]
-        self.max_depth = int(t.max_depth)
+        super().__init__(tree, feature_names, columns=_indices(tuple(feature_names), self.input_names))
 
-    def _sub(self, x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(_wide(x, len(self.input_names))[:, self.columns])
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """Leaf index of every row (float32 comparisons, as sklearn)."""
-        sub = self._sub(x).astype(np.float32)
-        node = np.zeros(len(sub), dtype=np.intp)
-        active = np.arange(len(sub))
-        for _ in range(self.max_depth + 1):
-            nodes = node[active]
-            inner = self.children_left[nodes] != -1
-            active, nodes = active[inner], nodes[inner]
-            if len(active) == 0:
-                break
-            vals = sub[active, self.feature[nodes]]
-            go_left = np.where(np.isnan(vals), self.missing_go_to_left[nodes], vals <= self.threshold[nodes])
-            node[active] = np.where(go_left, self.children_left[nodes], self.children_right[nodes])
-        return node
-
-    def decision_path(self, row: np.ndarray) -> list[PathStep]:
-        """The decisions one row (``input_names`` order) passes from the root to its leaf."""
-        full = _wide(row, len(self.input_names))
-        if full.shape[0] != 1:
-            raise FeatureSpecError(f"decision_path explains one row, got {full.shape[0]}")
-        sub = full[0, self.columns].astype(np.float32)
-        steps: list[PathStep] = []
-        node = 0
-        while self.children_left[node] != -1:
-            f = int(self.feature[node])
-            v = sub[f]
-            left = bool(self.missing_go_to_left[node]) if np.isnan(v) else bool(v <= self.threshold[node])
-            steps.append(PathStep(self.feature_names[f], float(self.threshold[node]), "<=" if left else ">",
-                                  float(full[0, self.columns[f]])))  # fmt: skip
-            node = int(self.children_left[node] if left else self.children_right[node])
-        return steps
+    def _rows(self, x: np.ndarray) -> np.ndarray:
+        return _wide(x, len(self.input_names))

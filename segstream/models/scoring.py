@@ -171,11 +171,12 @@ def explain_path(steps: Sequence[PathStep]) -> str:
 class TreeScorer:
     """DecisionTreeClassifier.predict from the ``tree_`` arrays, vectorised one tree level at a time."""
 
-    def __init__(self, tree: Any, feature_names: Sequence[str]) -> None:
-        """Copy the node arrays of a fitted DecisionTreeClassifier trained on ``feature_names`` columns."""
+    def __init__(self, tree: Any, feature_names: Sequence[str], columns: np.ndarray | None = None) -> None:
+        """Copy the node arrays of a fitted DecisionTreeClassifier trained on ``feature_names`` columns
+        (``columns``: their positions in an input row; default: in FEATURE_NAMES)."""
         t = tree.tree_
         self.feature_names = tuple(feature_names)
-        self.columns = column_indices(self.feature_names)
+        self.columns = column_indices(self.feature_names) if columns is None else columns
         self.children_left = np.array(t.children_left, dtype=np.intp)
         self.children_right = np.array(t.children_right, dtype=np.intp)
         self.feature = np.maximum(np.array(t.feature, dtype=np.intp), 0)  # leaves hold -2; never read
@@ -189,9 +190,13 @@ class TreeScorer:
         self.node_class = self.classes[np.argmax(self.value, axis=1)]
         self.max_depth = int(t.max_depth)
 
+    def _rows(self, x: np.ndarray) -> np.ndarray:
+        """Checked input rows (full FEATURE_NAMES rows here; a wider scorer overrides it)."""
+        return _full_matrix(x)
+
     def apply(self, x: np.ndarray) -> np.ndarray:
-        """Leaf index of every row."""
-        sub = _select(x, self.columns).astype(np.float32)
+        """Leaf index of every row (float32 comparisons, as sklearn)."""
+        sub = np.ascontiguousarray(self._rows(x)[:, self.columns]).astype(np.float32)
         node = np.zeros(len(sub), dtype=np.intp)
         active = np.arange(len(sub))
         for _ in range(self.max_depth + 1):
@@ -211,7 +216,7 @@ class TreeScorer:
 
     def decision_path(self, row: np.ndarray) -> list[PathStep]:
         """The decisions one row (full feature vector) passes from the root to its leaf."""
-        full = _full_matrix(row)
+        full = self._rows(row)
         if full.shape[0] != 1:
             raise FeatureSpecError(f"decision_path explains one row, got {full.shape[0]}")
         sub = full[0, self.columns].astype(np.float32)

@@ -166,17 +166,8 @@ def _train(
     source: str,
     progress: Progress | None,
 ) -> TrainResult:
-    say = progress or (lambda _stage, _msg: None)
     timings: dict[str, float] = {}
-
-    @contextmanager
-    def stage(name: str) -> Iterator[None]:
-        say(name, "started")
-        start = time.perf_counter()
-        yield
-        timings[name] = time.perf_counter() - start
-        say(name, f"done in {timings[name]:.1f}s")
-
+    stage = _timer(progress, timings)
     with stage("features"):
         features = batch_features(events)
     with stage("segmentation"):
