@@ -63,12 +63,14 @@ def dead_letters(ctx: click.Context, since: str | None, as_json: bool) -> None:
 @click.option("--reason", "reasons", multiple=True, metavar="CODE",
               help="Only dead letters with this reason code (repeatable); default: all.")
 @_since
-@click.option("--topic", default=None, help="Where to send them (default: SEGSTREAM_TOPIC_TRANSACTIONS).")
+@click.option("--topic", default=None,
+              help="Where to send them (default: the input topic each came from, transactions or customer-profiles).")
 @click.option("--dry-run", is_flag=True, help="Say what would be sent; send nothing.")
 def replay_dead_letters(reasons: tuple[str, ...], since: str | None, topic: str | None, dry_run: bool) -> None:
-    """Send chosen dead letters to the transactions topic again, byte for byte, after a fix.
+    """Send chosen dead letters to the topic they were refused on again, byte for byte, after a fix.
 
-    Each keeps its event_id, so the worker folds an event once however often it is replayed.
+    Each event keeps its event_id, so the worker folds an event once however often it is replayed; a
+    profile is simply written again.
     """
     from segstream.streams.dead_letters import read_dead_letters, select
     from segstream.streams.replay import replay
@@ -76,14 +78,21 @@ def replay_dead_letters(reasons: tuple[str, ...], since: str | None, topic: str 
     settings = _settings()
     letters = read_dead_letters(settings.kafka, settings.topics.dead_letters, parse_since(since))
     chosen, lost = select(letters, reasons)
-    target = topic or settings.topics.transactions
+    inputs = {settings.topics.transactions, settings.topics.customer_profiles}
+    by_target: dict[str, list] = {}
+    for letter in chosen:
+        target = topic or (letter.topic if letter.topic in inputs else settings.topics.transactions)
+        by_target.setdefault(target, []).append(letter)
     which = ", ".join(reasons) if reasons else "any reason"
     note = f" ({lost:,} more cannot be replayed: the original was truncated or empty)" if lost else ""
     if dry_run or not chosen:
-        click.echo(f"would send {len(chosen):,} dead letters ({which}) to {target}{note}")
+        where = ", ".join(f"{len(v):,} to {t}" for t, v in by_target.items())
+        where = where or f"to {topic or settings.topics.transactions}"
+        click.echo(f"would send {len(chosen):,} dead letters ({which}): {where}{note}")
         return
-    result = replay((), settings.kafka, target, raw_values=[(d.key, d.raw) for d in chosen])
-    click.echo(f"sent {result.sent:,} dead letters ({which}) to {target} in {result.seconds:.1f}s{note}")
+    for target, group in by_target.items():
+        result = replay((), settings.kafka, target, raw_values=[(d.key, d.raw) for d in group])
+        click.echo(f"sent {result.sent:,} dead letters ({which}) to {target} in {result.seconds:.1f}s{note}")
 
 
 COMMANDS = [dead_letters]

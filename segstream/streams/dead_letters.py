@@ -35,6 +35,7 @@ class DeadLetter:
     key: bytes | None
     source: str
     timestamp_ms: int
+    topic: str | None = None  # the topic the refused message was read from
 
     @property
     def replayable(self) -> bool:
@@ -63,6 +64,7 @@ def decode(value: bytes | None, timestamp_ms: int) -> DeadLetter | None:
         key=key.encode("utf-8", "surrogatepass") if isinstance(key, str) else None,
         source=f"{doc.get('topic')}[{doc.get('partition')}]@{doc.get('offset')}",
         timestamp_ms=timestamp_ms,
+        topic=doc.get("topic") if isinstance(doc.get("topic"), str) else None,
     )
 
 

@@ -95,3 +95,14 @@ def test_the_customer_view_shows_preferences_from_lines_and_the_profile():
     assert prefs["favourite_category"] == "Binders" and prefs["categories_bought"] == 2  # a tie goes by name
     assert prefs["share"] == {"Binders": 0.5, "Chairs": 0.5}
     assert doc["profile"] == {"income": 4.5}
+
+
+def test_a_dead_lettered_profile_remembers_its_topic_for_the_replay():
+    from segstream.streams.dead_letters import decode
+    from segstream.streams.outputs import dead_letter_payload
+
+    value = dead_letter_payload(b'{"income": [1]}', "bad", "customer-profiles", 1, 7, b"C2",
+                                reason_code="invalid_profile")
+    letter = decode(value, 0)
+    assert letter is not None and letter.topic == "customer-profiles" and letter.key == b"C2"
+    assert letter.raw == b'{"income": [1]}' and letter.replayable
