@@ -325,8 +325,13 @@ def batch_features(events: pd.DataFrame, as_of: pd.Timestamp | None = None) -> p
         A float64 DataFrame indexed by ``customer_id`` with the :data:`FEATURE_NAMES` columns; the as-of
         time is in ``attrs["as_of_ms"]``.
     """
-    agg = batch_aggregates(events, as_of)
-    as_of_ms = agg.attrs["as_of_ms"]
+    return features_of_aggregates(batch_aggregates(events, as_of))
+
+
+def features_of_aggregates(agg: pd.DataFrame) -> pd.DataFrame:
+    """The feature frame of an aggregate frame (:func:`batch_aggregates`' shape, as of ``attrs["as_of_ms"]``),
+    however the aggregates were computed (pandas here, a database GROUP BY in the trainer's pushdown)."""
+    as_of_ms = int(agg.attrs["as_of_ms"])
     matrix = features_from_aggregates({k: agg[k].to_numpy() for k in AGGREGATE_FIELDS}, as_of_ms)
     out = pd.DataFrame(matrix, index=agg.index, columns=list(FEATURE_NAMES))
     out.attrs["as_of_ms"] = as_of_ms

@@ -14,51 +14,50 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segstream.models.features import FEATURE_NAMES, batch_features
+from segstream.models.features import DAY_MS, FEATURE_NAMES
+from segstream.trainer.history import History, as_history, change_between, features_at, to_timestamp
 from segstream.trainer.naming import demote_unproven
 from segstream.trainer.segmentation import SegmentationModel
 
 
-def _period(seg: SegmentationModel, events: pd.DataFrame, end: pd.Timestamp, horizon_days: int,
+def _period(seg: SegmentationModel, history: History, end_ms: int, horizon_days: int,
             attributes: pd.DataFrame | None = None) -> dict[str, Any]:  # fmt: skip
     """Repeat rates per segment for customers scored at ``end - horizon``, judged on ``(cutoff, end]``.
 
-    ``attributes``: the encoded customer attributes (index customer_id) the segmenter also takes; a
-    customer's attributes do not change with the cutoff.
+    A customer bought again when they made a purchase (a non-negative amount in cents, as the features
+    count purchases) in the period. ``attributes``: the encoded customer attributes (index customer_id)
+    the segmenter also takes; a customer's attributes do not change with the cutoff.
     """
-    ts = pd.to_datetime(events["timestamp"], utc=True)
-    cutoff = end - pd.Timedelta(days=horizon_days)
-    known = events.loc[(ts <= end).to_numpy()]
-    features = batch_features(known, as_of=cutoff)
+    cutoff_ms = end_ms - horizon_days * DAY_MS
+    features = features_at(history, cutoff_ms)
     x = features[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
     if attributes is not None:
         x = np.hstack([x, attributes.reindex(features.index).to_numpy(dtype=np.float64)])
     segments = seg.scorer.predict_segment(x)
-    later = ((ts > cutoff) & (ts <= end) & (events["amount"] >= 0)).to_numpy()
-    bought = features.index.isin(events.loc[later, "customer_id"].astype(str).unique())
+    bought = change_between(history, features.index, cutoff_ms, end_ms)["purchases"].to_numpy() > 0
     rates = pd.Series(bought).groupby(segments).mean()
     return {
-        "cutoff": cutoff.isoformat(),
+        "cutoff": to_timestamp(cutoff_ms).isoformat(),
         "population_repeat_rate": float(bought.mean()),
         "repeat_rate_by_segment": {int(k): float(v) for k, v in rates.items()},
         "features": features,
     }
 
 
-def check_names(seg: SegmentationModel, events: pd.DataFrame, horizon_days: int, periods: int = 2,
+def check_names(seg: SegmentationModel, events: pd.DataFrame | History, horizon_days: int, periods: int = 2,
                 attributes: pd.DataFrame | None = None) -> dict[str, Any]:  # fmt: skip
     """Demote promising names of ``seg`` (in place) that fail in any of the last ``periods`` held-out
-    windows of ``horizon_days``; return what was measured and changed. ``attributes``: as for ``_period``
-    (every customer of ``events`` must have a row)."""
-    ts = pd.to_datetime(events["timestamp"], utc=True)
-    last = ts.max()
+    windows of ``horizon_days``; return what was measured and changed. ``events``: clean events or their
+    :class:`~segstream.trainer.history.History`. ``attributes``: as for ``_period`` (every customer of
+    ``events`` must have a row)."""
+    history = as_history(events)
     checked: list[dict[str, Any]] = []
     notes: list[str] = []
     for i in range(periods):
-        end = last - pd.Timedelta(days=i * horizon_days)
-        if (ts <= end - pd.Timedelta(days=horizon_days)).sum() == 0:
+        end_ms = history.last_ms - i * horizon_days * DAY_MS
+        if history.first_ms > end_ms - horizon_days * DAY_MS:
             break
-        period = _period(seg, events, end, horizon_days, attributes)
+        period = _period(seg, history, end_ms, horizon_days, attributes)
         features = period.pop("features")
         names, demoted = demote_unproven(seg.names, period["repeat_rate_by_segment"],
                                          period["population_repeat_rate"], seg.profiles,

@@ -14,7 +14,6 @@ stages are skipped and the manifest says why. Without attributes nothing changes
 
 from __future__ import annotations
 
-import hashlib
 import io
 import time
 from collections.abc import Callable, Iterator
@@ -29,8 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from segstream.models.attributes import AttributeSpec
 from segstream.models.bundle import load_bundle, write_bundle
-from segstream.models.features import FEATURE_NAMES, FEATURE_SPEC, FeatureSpec, batch_features
-from segstream.models.forecasting import daily_sales
+from segstream.models.features import FEATURE_NAMES, FEATURE_SPEC, FeatureSpec
 from segstream.models.preferences import PreferenceSpec
 from segstream.models.serving import SERVING, ServingModels, training_mix
 from segstream.trainer.attributes import (
@@ -43,6 +41,7 @@ from segstream.trainer.attributes import (
 from segstream.trainer.classifier import fit_classifier
 from segstream.trainer.errors import TrainerError
 from segstream.trainer.forecast_eval import backtest
+from segstream.trainer.history import EventHistory, History, as_history, features_at
 from segstream.trainer.k_choice import DEFAULT_K_RANGE
 from segstream.trainer.name_check import check_names
 from segstream.trainer.naming import (
@@ -105,7 +104,7 @@ class TrainResult:
 
 
 def train_bundle(
-    events: pd.DataFrame | None,
+    events: pd.DataFrame | History | None,
     out_dir: Path,
     *,
     options: TrainOptions | None = None,
@@ -117,8 +116,9 @@ def train_bundle(
     """Train every model on clean events and write the bundle to ``out_dir``.
 
     Args:
-        events: Clean events (``segstream.trainer.cleaning.clean_transactions`` output); None for a
-            profile-only run on ``customers`` alone.
+        events: Clean events (``segstream.trainer.cleaning.clean_transactions`` output), or their
+            :class:`~segstream.trainer.history.History` (e.g. rows left in DuckDB by ``--pushdown``); None
+            for a profile-only run on ``customers`` alone.
         out_dir: Bundle directory to create (must not exist or be empty).
         options: Training knobs.
         cleaning: The cleaning report as a dict, stored in the manifest.
@@ -148,6 +148,9 @@ def train_bundle(
                            "attributes and product preferences need --segmenter kmeans")  # fmt: skip
     if opts.preferences and events is None:
         raise TrainerError("product preferences come from the transactions' categories: give --data or --sql")
+    if opts.preferences and not isinstance(events, pd.DataFrame):
+        raise TrainerError("product preferences are computed from the event rows in memory; train without "
+                           "--pushdown to use --preferences")  # fmt: skip
     # Measured: scikit-learn's OpenMP threads on a busy 2-core machine spin against each other
     # (HistGradientBoosting 49 s instead of 0.2 s, K-Means 3.4 s instead of 0.9 s); one thread is both
     # faster and steadier at these sizes.
@@ -159,7 +162,7 @@ def train_bundle(
 
 
 def _train(
-    events: pd.DataFrame,
+    events: pd.DataFrame | History,
     out_dir: Path,
     opts: TrainOptions,
     cleaning: dict[str, Any] | None,
@@ -168,8 +171,9 @@ def _train(
 ) -> TrainResult:
     timings: dict[str, float] = {}
     stage = _timer(progress, timings)
+    history = as_history(events)
     with stage("features"):
-        features = batch_features(events)
+        features = features_at(history, history.last_ms)
     with stage("segmentation"):
         previous = _previous_segmentation(opts.previous_bundle)
         name_checks: dict[str, Any] = {"checked": False, "why": "the RFM map's cell names are its definition"}
@@ -177,17 +181,16 @@ def _train(
             seg = fit_rfm_segmentation(features, seed=opts.seed)
         else:
             seg = fit_segmentation(features, k_range=opts.k_range, k=opts.k, previous=previous, seed=opts.seed)
-            name_checks = check_names(seg, events, opts.purchase_horizon_days)
+            name_checks = check_names(seg, history, opts.purchase_horizon_days)
         labels = seg.labels.reindex(features.index)
         # Where the segments sit on the classic RFM map, for the report.
         rfm_crosstab = crosstab(labels, rfm_cells(features)[1])
     with stage("classifier"):
         clf = fit_classifier(features, labels, seed=opts.seed)
     with stage("purchase"):
-        purchase = fit_purchase_models(events, horizon_days=opts.purchase_horizon_days, seed=opts.seed)
+        purchase = fit_purchase_models(history, horizon_days=opts.purchase_horizon_days, seed=opts.seed)
     with stage("forecast"):
-        segment_of_event = events["customer_id"].map(labels)
-        daily = daily_sales(events.assign(segment=segment_of_event), segment_col="segment")
+        daily = history.daily_sales(labels)
         evaluation = backtest(daily, horizon=opts.forecast_horizon_days)
     with stage("bundle"):
         customers = _customer_table(features, seg, purchase)
@@ -206,7 +209,7 @@ def _train(
             "source": source,
             "cleaning": cleaning or {},
             "customers": int(len(features)),
-            "events": int(len(events)),
+            "events": history.rows,
             "k_reason": seg.k_reason,
             "cluster_features": list(seg.cluster_features),
             "purchase": purchase.info,
@@ -226,7 +229,7 @@ def _train(
             out_dir,
             {SERVING: serving, SEGMENTATION: seg, CLASSIFIER: clf, PURCHASE: purchase},
             feature_spec=FEATURE_SPEC.to_dict(),
-            data_fingerprint=fingerprint(events),
+            data_fingerprint=history.fingerprint(),
             metrics={**metrics, "timings_s": dict(timings)},
             info=info,
             extra_files={
@@ -290,7 +293,7 @@ def _wide_namer(spec: AttributeSpec | None, prefs: PreferenceSpec | None, behavi
 
 
 def _train_with_attributes(
-    events: pd.DataFrame | None,
+    events: pd.DataFrame | History | None,
     table: CustomerTable | None,
     out_dir: Path,
     opts: TrainOptions,
@@ -303,9 +306,10 @@ def _train_with_attributes(
     timings: dict[str, float] = {}
     stage = _timer(progress, timings)
     behaviour = events is not None
+    history = as_history(events) if events is not None else None
     with stage("features"):
-        if events is not None:
-            features = batch_features(events)
+        if history is not None:
+            features = features_at(history, history.last_ms)
             as_of_ms = int(features.attrs["as_of_ms"])
             modelled = features.index
         else:
@@ -317,7 +321,7 @@ def _train_with_attributes(
         fspec: FeatureSpec = FEATURE_SPEC
         prefs = pref_frame = None
         if opts.preferences:
-            assert events is not None and features is not None
+            assert isinstance(events, pd.DataFrame) and features is not None
             prefs, pref_frame = fit_preferences(events, features.index, opts.preferences)
             blocks.append(pref_frame)
             fspec = fspec.with_preferences(prefs)
@@ -342,10 +346,10 @@ def _train_with_attributes(
                                namer=_wide_namer(spec, prefs, behaviour))  # fmt: skip
         labels = seg.labels.reindex(wide.index)
         static = [b for b in (pref_frame, encoded.frame if encoded is not None else None) if b is not None]
-        if events is not None and features is not None:
+        if history is not None and features is not None:
             # Preferences are taken as of the end of the training data here, a small look-ahead in the
             # name check only (the check's earlier cutoffs recompute the behaviour features, not these).
-            name_checks = check_names(seg, events, opts.purchase_horizon_days,
+            name_checks = check_names(seg, history, opts.purchase_horizon_days,
                                       attributes=pd.concat(static, axis=1) if static else None)  # fmt: skip
             rfm_crosstab = crosstab(labels, rfm_cells(features)[1])
         else:
@@ -359,12 +363,11 @@ def _train_with_attributes(
                              segment_names=seg.names)  # fmt: skip
     purchase: Any = None
     daily = evaluation = None
-    if events is not None:
+    if history is not None:
         with stage("purchase"):
-            purchase = fit_purchase_models(events, horizon_days=opts.purchase_horizon_days, seed=opts.seed)
+            purchase = fit_purchase_models(history, horizon_days=opts.purchase_horizon_days, seed=opts.seed)
         with stage("forecast"):
-            segment_of_event = events["customer_id"].map(labels)
-            daily = daily_sales(events.assign(segment=segment_of_event), segment_col="segment")
+            daily = history.daily_sales(labels)
             evaluation = backtest(daily, horizon=opts.forecast_horizon_days)
     with stage("bundle"):
         customers = _customer_table(wide, seg, purchase, behaviour_width=len(FEATURE_NAMES) if behaviour else 0)
@@ -410,7 +413,7 @@ def _train_with_attributes(
             "source": source or (table.where if table is not None else ""),
             "cleaning": cleaning or {},
             "customers": int(len(wide)),
-            "events": int(len(events)) if events is not None else 0,
+            "events": history.rows if history is not None else 0,
             "k_reason": seg.k_reason,
             "cluster_features": list(seg.cluster_features),
             "purchase": purchase.info if purchase is not None else {"skipped": PURCHASE_SKIPPED},
@@ -442,8 +445,8 @@ def _train_with_attributes(
                 FORECASTS_FILE: evaluation.forecasts.to_csv(index=False).encode(),
                 BACKTEST_FILE: evaluation.backtest_frame.to_csv(index=False).encode(),
             })  # fmt: skip
-        if events is not None:
-            data_fp = fingerprint(events)
+        if history is not None:
+            data_fp = history.fingerprint()
             if spec is not None and table is not None:
                 data_fp["customer_table"] = table_fingerprint(spec, table)
         else:
@@ -464,16 +467,7 @@ def _train_with_attributes(
 
 def fingerprint(events: pd.DataFrame) -> dict[str, Any]:
     """Rows, customers, time span and a content hash of the clean training events."""
-    hashed = pd.util.hash_pandas_object(
-        events[["event_id", "customer_id", "timestamp", "amount"]], index=False
-    )
-    return {
-        "rows": int(len(events)),
-        "customers": int(events["customer_id"].nunique()),
-        "first_timestamp": str(events["timestamp"].min()),
-        "last_timestamp": str(events["timestamp"].max()),
-        "sha256": hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest(),
-    }
+    return EventHistory(events).fingerprint()
 
 
 def _previous_segmentation(bundle: Path | None, any_spec: bool = False) -> SegmentationModel | None:

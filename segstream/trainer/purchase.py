@@ -47,10 +47,11 @@ from sklearn.model_selection import KFold, train_test_split
 from sklearn.tree import DecisionTreeRegressor
 
 from segstream.models.btyd import BTYDCorrectedScorer, BTYDScorer
-from segstream.models.features import FEATURE_NAMES, batch_features
+from segstream.models.features import DAY_MS, FEATURE_NAMES
 from segstream.models.scoring import EstimatorPurchaseScorer, LinearPurchaseScorer
 from segstream.trainer.btyd_fit import BTYDFitError, fit_btyd
 from segstream.trainer.errors import TrainerError
+from segstream.trainer.history import History, as_history, change_between, features_at, to_ms, to_timestamp
 
 LINEAR = "linear_regression"
 DECISION_TREE = "decision_tree"
@@ -92,25 +93,26 @@ class PurchaseModels:
 
 
 def calibration_holdout(
-    events: pd.DataFrame, horizon_days: int, end: pd.Timestamp | None = None
+    events: pd.DataFrame | History, horizon_days: int, end: pd.Timestamp | None = None
 ) -> tuple[pd.DataFrame, pd.Series, pd.Timestamp]:
     """Features as of the cutoff ``end - horizon`` (``end`` defaults to the last event), and each of those
-    customers' net spend in ``(cutoff, end]``."""
-    if events.empty:
+    customers' net spend in ``(cutoff, end]`` (summed in integer cents, as the features are).
+
+    ``events``: clean events, or a :class:`~segstream.trainer.history.History` of them.
+    """
+    if isinstance(events, pd.DataFrame) and events.empty:
         raise PurchaseModelError("purchase models: the events table is empty")
-    ts = pd.to_datetime(events["timestamp"], utc=True)
-    if end is not None:
-        events, ts = events.loc[(ts <= end).to_numpy()], ts[ts <= end]
-    cutoff = (ts.max() if end is None else end) - pd.Timedelta(days=horizon_days)
-    if (ts <= cutoff).sum() == 0:
+    history = as_history(events)
+    end_ms = history.last_ms if end is None else to_ms(end)
+    cutoff_ms = end_ms - horizon_days * DAY_MS
+    cutoff = to_timestamp(cutoff_ms)
+    if history.first_ms > cutoff_ms:
         raise PurchaseModelError(
             f"purchase models: no event on or before the cutoff {cutoff.isoformat()} "
             f"(history must be longer than the {horizon_days}-day horizon)"
         )
-    features = batch_features(events, as_of=cutoff)
-    after = (ts > cutoff).to_numpy()
-    spend = events.loc[after, "amount"].groupby(events.loc[after, "customer_id"].astype(str)).sum()
-    target = spend.reindex(features.index, fill_value=0.0).astype(np.float64)
+    features = features_at(history, cutoff_ms)
+    target = change_between(history, features.index, cutoff_ms, end_ms)["spend"].astype(np.float64)
     return features, target, cutoff
 
 
@@ -198,25 +200,25 @@ def _relative(errors: dict[str, Any], naive: dict[str, Any]) -> float:
 
 
 def _earlier_period(
-    events: pd.DataFrame, horizon_days: int, cutoff: pd.Timestamp
+    history: History, horizon_days: int, cutoff: pd.Timestamp
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Features at ``cutoff - horizon`` and spend up to ``cutoff``, when enough customers were known then."""
-    ts = pd.to_datetime(events["timestamp"], utc=True)
-    if (ts <= cutoff - pd.Timedelta(days=horizon_days)).sum() == 0:
+    if history.first_ms > to_ms(cutoff) - horizon_days * DAY_MS:
         return None
-    features, target, _ = calibration_holdout(events, horizon_days, end=cutoff)
+    features, target, _ = calibration_holdout(history, horizon_days, end=cutoff)
     if len(features) < _MIN_CUSTOMERS:
         return None
     return features[list(PURCHASE_FEATURES)].to_numpy(dtype=np.float64), target.to_numpy()
 
 
 def fit_purchase_models(
-    events: pd.DataFrame, horizon_days: int = 90, seed: int = 0, *, test_size: float = 0.25
+    events: pd.DataFrame | History, horizon_days: int = 90, seed: int = 0, *, test_size: float = 0.25
 ) -> PurchaseModels:
     """Evaluate the purchase models against the baselines and refit the best one on all customers.
 
     Args:
-        events: Clean events (``customer_id``, ``timestamp`` UTC, ``amount``).
+        events: Clean events (``customer_id``, ``timestamp`` UTC, ``amount``), or a
+            :class:`~segstream.trainer.history.History` of them.
         horizon_days: Prediction horizon (and the length of the holdout period).
         seed: Seed of the customer split and the boosted trees.
         test_size: Share of customers held out for the metrics.
@@ -224,7 +226,10 @@ def fit_purchase_models(
     Returns:
         The :class:`PurchaseModels`.
     """
-    features, target, cutoff = calibration_holdout(events, horizon_days)
+    if isinstance(events, pd.DataFrame) and events.empty:
+        raise PurchaseModelError("purchase models: the events table is empty")
+    history = as_history(events)
+    features, target, cutoff = calibration_holdout(history, horizon_days)
     if len(features) < _MIN_CUSTOMERS:
         raise PurchaseModelError(
             f"purchase models: only {len(features)} customers have events before the cutoff "
@@ -237,7 +242,7 @@ def fit_purchase_models(
     # Forward validation when the history allows: fit on the period before, judge on the last one, as the
     # models will be used (features now -> spend later). Models on absolute-time features (tenure,
     # recency) can win a random customer split and still lose a period later, so this is the better judge.
-    early = _earlier_period(events, horizon_days, cutoff)
+    early = _earlier_period(history, horizon_days, cutoff)
     if early is not None:
         fit_x, fit_y = early
         eval_x, eval_y = x, y
