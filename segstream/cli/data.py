@@ -143,6 +143,33 @@ def load_and_clean(data: HistorySource, map: tuple[str, ...] | list[str] | dict[
     return df, report
 
 
+def load_pushdown(data: HistorySource, map: tuple[str, ...] | list[str] | dict[str, str] | None,
+                  preset: str | None, echo: bool = True) -> tuple[Any, CleaningReport]:
+    """``--pushdown``: the query's rows cleaned and kept in DuckDB (a History), and the cleaning report.
+
+    Raises:
+        click.UsageError: not a ``--sql`` source, or a preset.
+        DataFileError: the query cannot be used (the CLI prints it and exits 2).
+    """
+    from segstream.trainer.pushdown import DuckDBHistory
+    from segstream.trainer.sql_source import SqlSource
+
+    if not isinstance(data, SqlSource):
+        raise click.UsageError("--pushdown aggregates inside the database: give the history as --sql QUERY "
+                               "[--db duckdb:///file.duckdb] (DuckDB can also query a file: "
+                               "--sql \"SELECT * FROM 'orders.parquet'\")")  # fmt: skip
+    if preset is not None:
+        raise click.UsageError(f"--pushdown does not apply presets (--preset {preset}); write the preset's "
+                               "columns in the query, or train without --pushdown")  # fmt: skip
+    mapping = dict(map) if isinstance(map, dict) else parse_mapping(map)
+    history = DuckDBHistory(data, mapping, limits=event_limits())
+    report = history.cleaning_report()
+    if echo:
+        click.echo(report.render())
+        click.echo(history.stats.render())
+    return history, report
+
+
 def event_limits() -> Any:
     """The event contract's limits as the worker reads them from the environment, so a file and the stream
     agree on what is valid (time bounds, how far ahead of the clock)."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from segstream.cli.data import data_options, load_and_clean
+from segstream.cli.data import data_options, load_and_clean, load_pushdown
 
 if TYPE_CHECKING:
     from segstream.trainer.attributes import CustomerTable
@@ -67,6 +67,9 @@ def _signing_key() -> bytes | None:
                    "how many categories) to the segmentation; needs events with a category or lines.")
 @click.option("--top-categories", type=click.IntRange(1, 50), default=5, show_default=True,
               help="How many of the training data's categories get their own share (the rest is pooled).")
+@click.option("--pushdown/--no-pushdown", default=False, show_default=True,
+              help="With --sql on DuckDB: clean and aggregate inside the database, so only one row per "
+                   "customer comes back (for histories too large to load; same features as without).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to create.")
 @click.option("--k", type=click.IntRange(2, 20), default=None, help="Force the number of segments.")
 @click.option("--k-min", type=click.IntRange(2, 20), default=4, show_default=True, help="Smallest k tried.")
@@ -81,7 +84,8 @@ def _signing_key() -> bytes | None:
 @click.option("--promote/--no-promote", default=False, help="Make the new bundle `current` when done.")
 def train(data: object, db: str | None, map: tuple[str, ...], preset: str | None, customers: str | None,
           customers_sql: str | None,
-          attributes: str | None, max_levels: int, preferences: bool, top_categories: int, out: Path, k: int | None,
+          attributes: str | None, max_levels: int, preferences: bool, top_categories: int, pushdown: bool,
+          out: Path, k: int | None,
           k_min: int, k_max: int, horizon: int, previous: Path | None, segmenter: str, seed: int,
           promote: bool) -> None:  # fmt: skip
     """Train segmentation, classifier, purchase and forecast models; write a versioned bundle.
@@ -111,9 +115,13 @@ def train(data: object, db: str | None, map: tuple[str, ...], preset: str | None
     console = Console()
     started = time.perf_counter()
     events, cleaning, source = None, None, str(customers)
+    if pushdown and preferences:
+        raise click.UsageError("--preferences reads every event's category in memory; drop --pushdown")
     if data is not None:
-        events, report = load_and_clean(data, map, preset)
+        events, report = load_pushdown(data, map, preset) if pushdown else load_and_clean(data, map, preset)
         cleaning, source = report.to_dict(), str(data)
+    elif pushdown:
+        raise click.UsageError("--pushdown needs the history as --sql QUERY")
     customer_table = _load_customers(customers)
     load_s = time.perf_counter() - started
     options = TrainOptions(k=k, k_range=range(k_min, k_max + 1), forecast_horizon_days=horizon, seed=seed,

@@ -271,6 +271,23 @@ def load_transactions(path: str | Path, mapping: dict[str, str] | None = None, p
     return canonical(_read(path), f"file {path}", mapping, preset)
 
 
+def column_sources(df: pd.DataFrame, where: str, mapping: dict[str, str] | None = None) -> dict[str, str]:
+    """Canonical name -> the source column renamed to it (``--map`` first, then a column spelled like the
+    name); a column already called by its canonical name is not listed. Only the columns of ``df`` are read.
+
+    Raises:
+        DataFileError: a bad mapping.
+    """
+    cols = _apply_mapping(df, where, dict(mapping or {}), CANONICAL)
+    for name in CANONICAL:
+        if name in cols or name in df.columns:
+            continue
+        found = _find(df, (name,))
+        if found is not None and found not in cols.values():
+            cols[name] = found
+    return cols
+
+
 def canonical(df: pd.DataFrame, where: str, mapping: dict[str, str] | None = None, preset: str | None = None
               ) -> pd.DataFrame:
     """Rename a raw table (a file's rows or a query's result) to the canonical columns; see the module doc.
@@ -289,13 +306,7 @@ def canonical(df: pd.DataFrame, where: str, mapping: dict[str, str] | None = Non
     if preset == "online-retail":
         df = _online_retail(df, where, mapping)
     else:
-        cols = _apply_mapping(df, where, mapping, CANONICAL)
-        for name in CANONICAL:
-            if name in cols or name in df.columns:
-                continue
-            found = _find(df, (name,))
-            if found is not None and found not in cols.values():
-                cols[name] = found
+        cols = column_sources(df, where, mapping)
         clashes = {n: f"{n}_unmapped" for n, src in cols.items() if n in df.columns and src != n}
         df = df.rename(columns=clashes).rename(columns={src: name for name, src in cols.items()})
     for name in REQUIRED[1:]:
