@@ -35,7 +35,9 @@ check them against lifetimes at ``rtol=1e-8`` on every CDNOW customer. The only 
 spellings of the same expressions (``log1p``/``expm1`` for ``log(1 - z)`` and ``1 - exp``; multiplying by
 P(alive) through ``expit`` instead of dividing by ``1 + ratio ** (r + x)``, which cannot overflow) and a
 fallback where lifetimes would return NaN: ``scipy.special.hyp2f1`` returns NaN in some degenerate cases
-(e.g. ``c - a - b`` an integer with ``z`` near 1, or ``c <= 0``). There the numerator is computed from its
+(e.g. ``c - a - b`` an integer with ``z`` near 1, or ``c <= 0``). Where only the logs fail (2F1 negative,
+as for every one-time buyer of a fit with ``a + b < 1``) the product is formed directly, vectorised;
+where hyp2f1 itself fails the numerator is computed from its
 integral over the posterior drop-out probability instead (:func:`_numerator_by_quadrature`), so a valid
 history always gets a finite, non-negative number.
 """
@@ -264,7 +266,8 @@ def _numerator(
     ``z = t / (alpha + T + t)``, evaluated in logs as lifetimes does: if the hypergeometric function
     overflows, Euler's transformation ``2F1(a, b; c; z) = (1 - z) ** (c - a - b) * 2F1(c - a, c - b; c; z)``
     gives the same product as ``(1 - z) ** (a - 1) * 2F1(a + b - 1 - r, a - 1; a + b + x - 1; z)``.
-    Where both forms fail, or give a value outside ``[0, (r + x) * t / (alpha + T)]``, the quadrature
+    Where 2F1 is negative (possible when ``c < 0``) the product is formed without logs. Where all fail, or
+    give a value outside ``[0, (r + x) * t / (alpha + T)]``, the quadrature
     fallback is used.
     """
     s = r + x
@@ -279,6 +282,17 @@ def _numerator(
             alt = np.log(hyp2f1(c[bad] - s[bad], a - 1.0, c[bad], z[bad])) + (a - 1.0) * log_1mz[bad]
             ln_term[bad] = alt
         out = c / (a - 1.0) * -np.expm1(ln_term)
+        # The logs fail where 2F1 is negative, as it can be when c < 0 (x == 0 and a + b < 1, i.e. every
+        # one-time buyer of such a fit): there the same product is taken directly, without the logs, in the
+        # first form or else Euler's (equal to mpmath's 3F2 form to ~1e-13, tests/unit/models/test_btyd.py).
+        signed = np.flatnonzero(bad & ~np.isfinite(ln_term))
+        if signed.size:
+            s_, x_, c_, z_, l_ = s.flat[signed], x.flat[signed], c.flat[signed], z.flat[signed], log_1mz.flat[signed]
+            product = hyp2f1(s_, b + x_, c_, z_) * np.exp(s_ * l_)
+            euler = ~np.isfinite(product)
+            e_s, e_c = s_[euler], c_[euler]
+            product[euler] = hyp2f1(e_c - e_s, a - 1.0, e_c, z_[euler]) * np.exp((a - 1.0) * l_[euler])
+            out.flat[signed] = c_ / (a - 1.0) * (1.0 - product)
         upper = s * u
         # NaN inputs stay NaN; everything else outside the bound gets the quadrature.
         valid_input = np.isfinite(t) & np.isfinite(x) & np.isfinite(big_t) & (t >= 0) & (x >= 0) & (big_t >= 0)
@@ -297,8 +311,8 @@ def _numerator_by_quadrature(r: float, alpha: float, a: float, b: float, t: floa
     numerator is ``E[h(p)]`` under Beta(a, b + x), finite for every ``a, b > 0`` (the closed form's
     ``1 / (a - 1)`` cancels). The Beta density is evaluated in logs; breakpoints at powers of ten around the
     posterior mean (and at ``1 / u``, where ``h`` bends) let adaptive quadrature resolve the peak and the
-    integrable singularity at 0 when ``a < 1``. Accurate to ~1e-11 relative; ~1 ms a call, used only where
-    hyp2f1 fails.
+    integrable singularity at 0 when ``a < 1``. Accurate to ~1e-11 relative (only ~1e-8 when ``b + x < 1``,
+    where the density is also singular at 1); ~1 ms a call, so used only where no closed form evaluates.
     """
     s = r + x
     u = t / (alpha + big_t)
@@ -324,9 +338,21 @@ def _numerator_by_quadrature(r: float, alpha: float, a: float, b: float, t: floa
 
 
 def btyd_columns(scorer: BTYDScorer, x: np.ndarray) -> np.ndarray:
-    """The BTYD model's view of each row, as extra model inputs: spend, purchases, P(alive), value."""
+    """The BTYD model's view of each row, as extra model inputs: spend, purchases, P(alive), value.
+
+    The same numbers as ``scorer.predict``, ``scorer.expected_purchases``, ``scorer.probability_alive`` and
+    ``scorer.expected_value``, with the inputs checked and the closed forms evaluated once.
+    """
+    full = _full_matrix(x)
+    frequency, recency, big_t, monetary = btyd_inputs(full)
+    r, alpha, a, b = scorer.bgnbd
+    t_, x_, _, big_t_ = _broadcast(scorer.horizon_days, frequency, recency, big_t)
+    alive = probability_alive(scorer.bgnbd, frequency, recency, big_t)
+    purchases = _numerator(r, alpha, a, b, t_, x_, big_t_) * alive
+    value = expected_average_value(scorer.gamma_gamma, frequency, monetary)
+    has_purchase = _has_purchase(full)
     return np.column_stack(
-        [scorer.predict(x), scorer.expected_purchases(x), scorer.probability_alive(x), scorer.expected_value(x)]
+        [np.where(has_purchase, purchases * value, 0.0), np.where(has_purchase, purchases, 0.0), alive, value]
     )
 
 

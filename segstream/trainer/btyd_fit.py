@@ -10,13 +10,22 @@ Inputs are derived from our feature rows (:func:`segstream.models.btyd.btyd_inpu
 purchases, time from first to last purchase, and time from first purchase to the as-of time. The spend
 model is fitted on customers with at least one repeat purchase and positive mean value, as lifetimes
 documents. When the optimiser does not converge, a small L2 penalty is tried (lifetimes' own advice).
+
+Speed (400,000 customers): BG/NBD's likelihood depends on a customer only through ``(x, t_x, T)``, so
+customers with the same triple are fitted once with lifetimes' ``weights`` (their count) when that at least
+halves the rows -- the same weighted-mean objective; on day-aligned logs such as CDNOW the rows shrink ~8x
+and the parameters agree with the unweighted fit to ~1e-13. Gamma-Gamma is fitted on the rows as they
+are. The fitted parameters of the last few inputs are remembered, so the two BTYD candidates of one
+training, fitted on the same rows, run lifetimes once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 
@@ -43,16 +52,55 @@ def fit_btyd(x: np.ndarray, horizon_days: float) -> BTYDScorer:
     repeat = buyers & (frequency > 0) & (monetary > 0)
     if repeat.sum() < 10:
         raise BTYDFitError(f"BG/NBD + Gamma-Gamma: only {int(repeat.sum())} repeat buyers, need 10")
-    bgnbd = first_converging(
-        lambda pen: BetaGeoFitter(penalizer_coef=pen).fit(frequency[buyers], recency[buyers], big_t[buyers])
-    )
-    spend = first_converging(
-        lambda pen: GammaGammaFitter(penalizer_coef=pen).fit(frequency[repeat], monetary[repeat], q_constraint=True)
-    )
+    key = _fingerprint(frequency, recency, big_t, monetary)
+    params = _FITTED.get(key)
+    if params is None:
+        f, rec, t, weights = _bgnbd_rows(frequency[buyers], recency[buyers], big_t[buyers])
+        bgnbd = first_converging(lambda pen: BetaGeoFitter(penalizer_coef=pen).fit(f, rec, t, weights=weights))
+        spend = first_converging(
+            lambda pen: GammaGammaFitter(penalizer_coef=pen).fit(frequency[repeat], monetary[repeat], q_constraint=True)
+        )
+        params = (BGNBDParams(**bgnbd.params_), GammaGammaParams(**spend.params_))
+    _remember(key, params)
     try:
-        return BTYDScorer(BGNBDParams(**bgnbd.params_), GammaGammaParams(**spend.params_), horizon_days)
+        return BTYDScorer(*params, horizon_days)
     except ValueError as exc:
         raise BTYDFitError(f"BG/NBD + Gamma-Gamma fitted unusable parameters: {exc}") from exc
+
+
+# Fitted (BG/NBD, Gamma-Gamma) parameters by a digest of the inputs, most recent last.
+_FITTED: OrderedDict[str, tuple[BGNBDParams, GammaGammaParams]] = OrderedDict()
+_FITTED_SIZE = 4
+
+
+def _fingerprint(*columns: np.ndarray) -> str:
+    digest = hashlib.blake2b(digest_size=20)
+    for col in columns:
+        col = np.ascontiguousarray(col, dtype=np.float64)
+        digest.update(str(col.shape).encode())
+        digest.update(col.tobytes())
+    return digest.hexdigest()
+
+
+def _remember(key: str, params: tuple[BGNBDParams, GammaGammaParams]) -> None:
+    _FITTED[key] = params
+    _FITTED.move_to_end(key)
+    while len(_FITTED) > _FITTED_SIZE:
+        _FITTED.popitem(last=False)
+
+
+def _bgnbd_rows(
+    frequency: np.ndarray, recency: np.ndarray, big_t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """BG/NBD's fit rows: the distinct ``(x, t_x, T)`` with their counts as weights when that at least halves
+    the rows, else the rows themselves (weights None)."""
+    n = len(frequency)
+    if n < 2 or len(np.unique(big_t)) > n // 2:  # at least as many distinct triples as distinct T
+        return frequency, recency, big_t, None
+    triples, counts = np.unique(np.column_stack([frequency, recency, big_t]), axis=0, return_counts=True)
+    if len(triples) > n // 2:
+        return frequency, recency, big_t, None
+    return triples[:, 0], triples[:, 1], triples[:, 2], counts
 
 
 def first_converging(fit):  # type: ignore[no-untyped-def]
