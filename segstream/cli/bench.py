@@ -173,11 +173,14 @@ def bench(quick: bool, json_file: Path | None, **options: Any) -> None:
               help="Customers the rows are spread over (skewed: a few buy very often).")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="Also run the in-memory path's read, clean and features on the same table, and compare.")
+@click.option("--runs", type=click.IntRange(1, 9), default=3, show_default=True,
+              help="Pushdown trainings; the median is reported (machines are noisy).")
 @click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where the table and bundle go (default: ~/.cache/segstream/bench-training).")
 @click.option("--json", "json_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write every figure as JSON here.")
-def bench_training(rows: int, customers: int, baseline: bool, work_dir: Path | None, json_file: Path | None) -> None:
+def bench_training(rows: int, customers: int, baseline: bool, runs: int, work_dir: Path | None,
+                   json_file: Path | None) -> None:
     """Train with --pushdown from a large DuckDB table: wall time, peak RSS, and features against the
     in-memory path on the same rows (targets: 10M rows in under 2 minutes and 4 GB)."""
     import json
@@ -187,7 +190,8 @@ def bench_training(rows: int, customers: int, baseline: bool, work_dir: Path | N
     from segstream.bench.training_scale import default_work_dir, run_training_scale
 
     script = shutil.which("segstream") or str(Path(sys.executable).with_name("segstream"))
-    result = run_training_scale(rows, customers, work_dir or default_work_dir(), baseline=baseline, segstream=script)
+    result = run_training_scale(rows, customers, work_dir or default_work_dir(), baseline=baseline, runs=runs,
+                                segstream=script)
     click.echo(result.render())
     if result.pushdown.returncode != 0:
         click.echo(result.pushdown.output_tail, err=True)

@@ -190,3 +190,14 @@ def test_what_pushdown_cannot_do_is_one_clear_message(tmp_path, monkeypatch, arg
 
 def test_pushdown_error_is_a_data_file_error():
     assert issubclass(PushdownError, DataFileError)
+
+
+def test_the_bench_table_with_its_spoiled_rows_gives_the_in_memory_numbers(tmp_path):
+    from segstream.bench.training_scale import build_table
+
+    db = tmp_path / "bench.duckdb"
+    build_table(db, rows=20_000, customers=800)
+    memory, report, pushed = _both(db)
+    assert report["dropped"] == {"missing_customer_id": 100, "missing_amount": 100, "duplicate_event": 100}
+    assert pushed.stats.judged_in_python == 600  # the 300 spoiled copies and the 300 rows they copy
+    _assert_same(memory, report, pushed)
