@@ -68,20 +68,21 @@ def to_timestamp(ms: int) -> pd.Timestamp:
     return pd.Timestamp(int(ms), unit="ms", tz="UTC")
 
 
-class EventHistory:
-    """Clean events in memory. Aggregates are cached per as-of time: the name check and the purchase
-    models ask for the same cutoffs."""
+class CachedHistory:
+    """The bookkeeping every History shares: row count and time span, and aggregates computed once per
+    as-of time (the name check and the purchase models ask for the same cutoffs). Subclasses set
+    ``_rows``, ``_first_ms`` and ``_last_ms`` and implement :meth:`_aggregate`."""
 
-    def __init__(self, events: pd.DataFrame) -> None:
-        self.events = events
-        ts = pd.to_datetime(events["timestamp"], utc=True)
-        self._first_ms = to_ms(ts.min())
-        self._last_ms = to_ms(ts.max())
+    _rows: int
+    _first_ms: int
+    _last_ms: int
+
+    def __init__(self) -> None:
         self._cache: dict[int, pd.DataFrame] = {}
 
     @property
     def rows(self) -> int:
-        return int(len(self.events))
+        return self._rows
 
     @property
     def first_ms(self) -> int:
@@ -93,8 +94,26 @@ class EventHistory:
 
     def aggregates(self, as_of_ms: int) -> pd.DataFrame:
         if as_of_ms not in self._cache:
-            self._cache[as_of_ms] = batch_aggregates(self.events, as_of=to_timestamp(as_of_ms))
+            self._cache[as_of_ms] = self._aggregate(int(as_of_ms))
         return self._cache[as_of_ms]
+
+    def _aggregate(self, as_of_ms: int) -> pd.DataFrame:
+        raise NotImplementedError
+
+
+class EventHistory(CachedHistory):
+    """Clean events in memory, aggregated with pandas."""
+
+    def __init__(self, events: pd.DataFrame) -> None:
+        super().__init__()
+        self.events = events
+        ts = pd.to_datetime(events["timestamp"], utc=True)
+        self._rows = int(len(events))
+        self._first_ms = to_ms(ts.min())
+        self._last_ms = to_ms(ts.max())
+
+    def _aggregate(self, as_of_ms: int) -> pd.DataFrame:
+        return batch_aggregates(self.events, as_of=to_timestamp(as_of_ms))
 
     def daily_sales(self, segments: pd.Series) -> pd.DataFrame:
         events = self.events

@@ -45,7 +45,7 @@ from segstream.models.event_frame import VALID
 from segstream.models.features import AGGREGATE_FIELDS, DAY_MS, NO_TIMESTAMP, WINDOWS_DAYS
 from segstream.trainer.cleaning import CleaningReport, prepare_rows
 from segstream.trainer.errors import DataFileError
-from segstream.trainer.history import daily_sales_of_groups, to_timestamp
+from segstream.trainer.history import CachedHistory, daily_sales_of_groups, to_timestamp
 from segstream.trainer.loading import CANONICAL, OPTIONAL, REQUIRED, column_sources
 from segstream.trainer.sql_source import SqlSource
 
@@ -151,7 +151,7 @@ class PushdownStats:
                 f"{self.judged_in_python:,} judged by the trainer's cleaning ({self.seconds:.1f}s)")  # fmt: skip
 
 
-class DuckDBHistory:
+class DuckDBHistory(CachedHistory):
     """A query's clean rows kept in DuckDB; a :class:`~segstream.trainer.history.History`.
 
     Args:
@@ -170,11 +170,11 @@ class DuckDBHistory:
         if not source.is_duckdb:
             raise PushdownError(f"{source.label()}: --pushdown runs the aggregation in DuckDB; for this database "
                                 "train without --pushdown (the rows are read into memory)")  # fmt: skip
+        super().__init__()
         started = time.perf_counter()
         self.source = source
         self.where = source.label()
         self._con = self._connect(source)
-        self._cache: dict[int, pd.DataFrame] = {}
         try:
             self._load(mapping or {}, limits, pd.Timestamp.now(tz="UTC") if now is None else now)
         except duckdb.Error as exc:
@@ -311,22 +311,8 @@ class DuckDBHistory:
         self._con.unregister("__kept")
 
     # ---------------------------------------------------------------- History
-    @property
-    def rows(self) -> int:
-        return self._rows
-
-    @property
-    def first_ms(self) -> int:
-        return self._first_ms
-
-    @property
-    def last_ms(self) -> int:
-        return self._last_ms
-
-    def aggregates(self, as_of_ms: int) -> pd.DataFrame:
+    def _aggregate(self, as_of_ms: int) -> pd.DataFrame:
         """One GROUP BY over the clean rows at or before ``as_of_ms``, the columns of ``batch_aggregates``."""
-        if as_of_ms in self._cache:
-            return self._cache[as_of_ms]
         as_of_day = as_of_ms // DAY_MS
         purchase = "cents >= 0"
         columns = [
@@ -352,7 +338,6 @@ class DuckDBHistory:
         out.index = out.index.astype(str)
         out.index.name = "customer_id"
         out.attrs["as_of_ms"] = int(as_of_ms)
-        self._cache[as_of_ms] = out
         return out
 
     def daily_sales(self, segments: pd.Series) -> pd.DataFrame:
