@@ -229,6 +229,9 @@ class RedisSettings(BaseSettings):
     # How long an event id is remembered for dedupe: a redelivery later than this would be folded again,
     # and every event costs one marker key for this long (Redis memory grows with traffic x TTL).
     dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    # Customers whose parsed state a worker keeps between batches (about 3 KB each): a customer seen again is
+    # read for its version and segment only, not whole. 0 reads every customer whole every time.
+    fold_cache_customers: int = Field(default=50_000, ge=0)
     socket_timeout_s: float = 5.0
     health_check_interval_s: float = 30.0
 

@@ -6,9 +6,10 @@ slot and the same scripts run on one Redis and on a cluster. A customer belongs 
 
 ``{prefix}:v2:{<tag>}:c:<customer>``  hash: the fold (ft lt fp lp p g n r rc, day buckets ``d:<day>`` net
                                       cents and ``q:<day>`` purchases), the segment record (sg sp sn sv sa
-                                      sd), apply's cache of the window sums (w1..w6 as of day wd, valid while
-                                      wc = p + r) and the event time each campaign last fired for the
-                                      customer (``k.<campaign>``)
+                                      sd) and the event time each campaign last fired for the customer
+                                      (``k.<campaign>``). Hashes written before 2026-12-07 may still hold
+                                      the Lua fold's window-sum cache (w1..w6, wd, wc): the worker drops it
+                                      on the customer's next event
 ``{prefix}:v2:{<tag>}:e:<event_id>``  string with a TTL: "1" applied, "2" done (the dedupe marker; in the
                                       shard of the event's customer)
 ``{prefix}:v2:{<tag>}:h:<customer>``  list: the latest segment changes as JSON, newest first
@@ -86,7 +87,7 @@ def customer_key(shard_root: str, customer_id: str) -> str:
 def categories_key(shard_root: str, customer_id: str) -> str:
     """The customer's net cents per category (a hash of category -> cents), given its shard's root.
 
-    Apart from the customer's hash so the fold's fast path never reads it, and only the models that use
+    Apart from the customer's hash so reading the fold never reads it, and only the models that use
     product preferences pay for it.
     """
     return f"{shard_root}:k:{customer_id}"

@@ -216,6 +216,7 @@ def create_worker(
         prefix=settings.redis.key_prefix,
         dedupe_ttl_s=settings.redis.dedupe_ttl_s,
         shards=settings.redis.shards,
+        fold_cache=settings.redis.fold_cache_customers,
         **settings.redis.client_kwargs(),
     )
     key = settings.models.signing_key.get_secret_value().encode() if settings.models.signing_key else None

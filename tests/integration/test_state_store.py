@@ -12,7 +12,7 @@ from segstream.models.customer_state import CustomerState
 from segstream.models.events import validate_payload
 from segstream.models.features import DAY_MS
 from segstream.models.preferences import event_split
-from segstream.streams.state import RedisStateStore
+from segstream.streams.state import Delivery, RedisStateStore
 from tests.unit.streams.state_contract import (
     T0,
     check_apply_is_idempotent_and_matches_batch,
@@ -29,9 +29,9 @@ def make_store(embedded_stack):
     counter = iter(range(10**6))
     stores = []
 
-    def make():
-        # A fresh prefix per store keeps tests apart on the shared server.
-        store = RedisStateStore.from_url(embedded_stack.redis_url, prefix=f"test{next(counter)}-{id(stores)}")
+    def make(prefix=None):
+        # A fresh prefix per store keeps tests apart on the shared server; a given one is a second worker.
+        store = RedisStateStore.from_url(embedded_stack.redis_url, prefix=prefix or f"test{next(counter)}-{id(stores)}")
         stores.append(store)
         return store
 
@@ -46,7 +46,7 @@ def test_redis_store_finalize_contract(make_store):
     asyncio.run(check_finalize_marks_done_and_counts_sales_once(make_store))
 
 
-def test_lua_fold_equals_python_fold_including_pruning(make_store):
+def test_the_fold_equals_python_fold_including_pruning(make_store):
     async def run():
         store = make_store()
         states = await check_batches_fold_like_python(store, random_events(seed=3, n=600, customers=5), 50)
@@ -88,11 +88,11 @@ def test_apply_replies_with_the_python_fold_after_every_batch(make_store, specs,
 
 
 # Time moving forward a few days at a time (sometimes more, sometimes an event days late) over more than a
-# year: the apply's cached window sums are rolled forward day by day as stored days leave each window.
+# year, the worker keeping each customer's fold between batches: stored days leave each window and the horizon.
 forward_specs = st.lists(
     st.tuples(
         st.integers(0, 2),  # customer
-        st.integers(0, 6),  # days after the previous event (above 4: the full pass)
+        st.integers(0, 6),  # days after the previous event
         st.integers(0, DAY_MS - 1),
         st.integers(-50_000, 200_000),  # cents
         st.integers(0, 12),  # 0: a redelivery; 1: the event is 1-40 days late
@@ -106,10 +106,10 @@ forward_specs = st.lists(
 @settings(max_examples=60, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(steps=forward_specs, batch=st.integers(1, 8))
-# a bucket one day inside the horizon when the latest event moves a day: it must go, on the fast path
+# a bucket one day inside the horizon when the latest event moves a day: it must go from the kept fold too
 @example(steps=[(0, 0, 5, 500, 5, 1), (0, 364, 5, 700, 5, 1), (0, 1, 5, 900, 5, 1)], batch=1)
-def test_rolled_window_sums_match_the_fold_as_time_moves_forward(make_store, steps, batch):
-    """The cached sums rolled over 0-4 day gaps (and recomputed over longer ones) give the fold's aggregates."""
+def test_window_sums_match_the_fold_as_time_moves_forward(make_store, steps, batch):
+    """Batch after batch on the kept fold, the window sums and buckets are the Python fold's."""
     specs, day = [], 0
     for customer, gap, ms, cents, kind, late in steps:
         day += gap
@@ -117,8 +117,8 @@ def test_rolled_window_sums_match_the_fold_as_time_moves_forward(make_store, ste
     _check_apply_against_the_fold(make_store, specs, batch)
 
 
-def test_sums_cached_before_a_write_that_did_not_update_them_are_not_trusted(make_store):
-    """A hash changed without its cached sums (as by a worker of the previous release) gets the full pass."""
+def test_a_hash_written_behind_the_workers_back_is_read_again(make_store):
+    """A hash changed by something else than this worker (its kept fold is stale) is read whole again."""
 
     def event(i: int, cents: int) -> object:
         return validate_payload({"event_id": f"x{i}", "customer_id": "C1", "timestamp": DAY0 + 10 * DAY_MS + i,
@@ -227,3 +227,68 @@ def test_key_layout_is_pinned():
     # Shard i's slot lies in the i-th sixteenth of the slots, so shards spread evenly over masters.
     assert [key_slot(root) * 16 // 16384 for root in keys.shard_roots] == list(range(16))
     assert KeySpace.customer_id_of(keys.customer("a:b{c}")) == "a:b{c}"
+
+
+def _c1_event(i: int, day: int, cents: int) -> object:
+    return validate_payload({"event_id": f"r{i}", "customer_id": "C1", "timestamp": DAY0 + day * DAY_MS + i,
+                             "amount": cents / 100})  # fmt: skip
+
+
+def _expected(*events) -> CustomerState:
+    state = CustomerState()
+    for e in events:
+        state.add(e.event_id, e.ts_ms, e.amount_cents)
+    return state
+
+
+def test_a_worker_whose_kept_fold_went_stale_reads_the_customer_again(make_store):
+    """Partitions moved away and back: the customer was folded by another worker in between."""
+
+    async def run():
+        a = make_store()
+        b = make_store(a.keys.prefix)
+        e1, e2, e3 = _c1_event(1, 0, 10_000), _c1_event(2, 3, 500), _c1_event(3, 40, 2_000)
+        await a.apply([e1])
+        assert a._folds.get(a.keys.customer("C1")) is not None  # kept
+        await b.apply([e2])
+        result = await a.apply([e3])
+        assert dict(result.customers["C1"].aggregates) == _expected(e1, e2, e3).aggregates(result.watermark_ms)
+        await b.close()
+        await a.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("same_event", [False, True], ids=["another-event", "the-same-event"])
+def test_a_commit_that_lost_the_race_is_folded_again_and_nothing_twice(make_store, same_event):
+    """Another worker commits into the customer between this worker's read and its commit (a rebalance)."""
+
+    async def run():
+        a = make_store()
+        b = make_store(a.keys.prefix)
+        e1, e2 = _c1_event(1, 0, 10_000), _c1_event(2, 5, 700)
+        other = e2 if same_event else _c1_event(3, 6, 1_500)
+        await a.apply([e1])
+        read, raced, reads = a._read, [], []
+
+        async def read_then_race(*args, **kwargs):
+            reads.append(1)
+            out = await read(*args, **kwargs)
+            if not raced:
+                raced.append(await b.apply([other]))
+            return out
+
+        a._read = read_then_race
+        result = await a.apply([e2])
+        assert raced and raced[0].deliveries[0] == Delivery.NEW
+        assert len(reads) == 2  # the first commit was refused, the customer read and folded again
+        # the same event, folded by the other worker first, is reported as applied, not folded again
+        assert result.deliveries == [Delivery.APPLIED if same_event else Delivery.NEW]
+        want = _expected(e1, e2) if same_event else _expected(e1, e2, other)
+        assert dict(result.customers["C1"].aggregates) == want.aggregates(result.watermark_ms)
+        views = await a.view(["C1"], result.watermark_ms)
+        assert dict(views["C1"].aggregates) == want.aggregates(result.watermark_ms)
+        await b.close()
+        await a.close()
+
+    asyncio.run(run())
