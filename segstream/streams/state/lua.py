@@ -73,21 +73,25 @@ local function customer_row(h, net, qty, as_of)
 end
 """
 
-# KEYS: the watermark of every shard the call touches, the customer hashes it writes, one dedupe marker per new
+# KEYS: the watermark of every shard the call touches, the batch's customer hashes, one dedupe marker per new
 # event and the category hashes it adds to (on Redis Cluster one shard's keys; on one Redis any). ARGV: ttl,
 # the batch's as-of time, JSON {c: [[customer, p, r, [field, value, ...], [field, ...]], ...],
 # m: [marker, ...], w: [watermark, ...], k: [[category hash, [category, cents, ...]], ...]} with keys as
-# indexes into KEYS. The worker read each customer hash and folded the batch in
+# indexes into KEYS. The worker folded the batch into each customer's hash as it last knew it
 # (segstream/streams/state/hash_fold.py); this commits it, all or nothing: if any customer's p or r is no
-# longer what the worker read (another writer folded events in meanwhile, as in a rebalance), nothing is
-# written and 0 is returned, so the worker reads again and folds again. p + r counts the events folded in,
-# so any fold changes one of them. Returns 1 when committed.
+# longer what the worker folded into (another writer folded events in meanwhile, as in a rebalance, or the
+# worker's kept fold is stale), nothing is written and 0 is returned, so the worker reads and folds again.
+# p + r counts the events folded in, so any fold changes one of them. Returns {1, {per customer: p r sg sp
+# sn sv sa sd}}: the segment records as they are now, read in the same atomic step, so the worker need not
+# read them before.
 COMMIT = """
 local ttl, wm = tonumber(ARGV[1]), tonumber(ARGV[2])
 local batch = cjson.decode(ARGV[3])
-for _, c in ipairs(batch['c']) do
-  local now = redis.call('HMGET', KEYS[c[1]], 'p', 'r')
+local records = {}
+for i, c in ipairs(batch['c']) do
+  local now = redis.call('HMGET', KEYS[c[1]], 'p', 'r', 'sg', 'sp', 'sn', 'sv', 'sa', 'sd')
   if (now[1] or '') ~= c[2] or (now[2] or '') ~= c[3] then return 0 end
+  records[i] = now
 end
 for _, c in ipairs(batch['c']) do
   if #c[4] > 0 then redis.call('HSET', KEYS[c[1]], unpack(c[4])) end
@@ -101,7 +105,7 @@ for _, k in ipairs(batch['k']) do
   local add = k[2]
   for j = 1, #add, 2 do redis.call('HINCRBY', KEYS[k[1]], add[j], add[j + 1]) end
 end
-return 1
+return {1, records}
 """
 
 # KEYS: n customer hashes (one shard's on Redis Cluster, any on one Redis), then their n category hashes.

@@ -5,8 +5,8 @@ The fold runs in the worker (:mod:`segstream.streams.state.hash_fold`): apply re
 customers with plain commands, folds the events in Python and commits the result with a script that writes
 only if no other writer folded into those customers meanwhile (optimistic concurrency on the customer's
 event count), so state stays exactly-once with several workers and through rebalances. The worker keeps
-the parsed fold of the customers it folded lately, so a customer seen again is read only for its version
-and segment record.
+the parsed fold of the customers it folded lately, so a customer seen again is not read before its fold:
+the commit checks it and answers the customer's segment record.
 
 A shard's keys share one hash slot (see :mod:`segstream.models.state_keys`) and every script declares all
 the keys it touches, so the same scripts run on one Redis (all of a batch's shards in one call: a single
@@ -59,7 +59,7 @@ from segstream.streams.state.base import (
     StateStoreError,
 )
 from segstream.streams.state.dedupe import mark_repeats_in_batch
-from segstream.streams.state.hash_fold import SEGMENT_FIELDS, FoldCache, StoredFold, parse_hash
+from segstream.streams.state.hash_fold import FoldCache, StoredFold, parse_hash
 from segstream.streams.state.hash_fold import fold as fold_state
 
 DEFAULT_SWEEP_LEASE_MS = 30_000
@@ -67,23 +67,20 @@ DEFAULT_SWEEP_LEASE_MS = 30_000
 COMMIT_ATTEMPTS = 10
 # Customers whose parsed fold the store keeps between batches (see hash_fold.FoldCache): ~3 KB each.
 DEFAULT_FOLD_CACHE = 50_000
-# What a customer whose fold is cached is read for: the version its cached fold must match, and the segment
-# record (written by finalize and by whichever worker sweeps the customer, so never cached).
-_VERSION_AND_SEGMENT = [b"p", b"r", *SEGMENT_FIELDS]
 
 
 class _Fold:
-    """One call's share of an apply: what it found per event, the views, and the COMMIT call (None: nothing)."""
+    """One call's share of an apply: what it found per event, its customers' rows and the COMMIT call."""
 
-    __slots__ = ("call", "committed", "delivered", "stale", "stored_wm", "views")
+    __slots__ = ("call", "committed", "delivered", "rows", "stored_wm")
 
     def __init__(self) -> None:
-        self.call: tuple[list[str], list[Any]] | None = None
+        self.call: tuple[list[str], list[Any]] = ([], [])
         # customer key -> its fold once this call commits (to keep; or to forget when the call is lost)
         self.committed: dict[str, StoredFold] = {}
-        self.stale = False  # a cached fold no longer matched Redis: read again, commit nothing
         self.delivered: dict[str, Delivery] = {}
-        self.views: dict[str, CustomerView] = {}
+        # (customer, aggregate row or None, categories) in the order of the call's customers
+        self.rows: list[tuple[str, list[int] | None, dict[str, int] | None]] = []
         self.stored_wm = 0
 
 
@@ -240,9 +237,9 @@ class RedisStateStore:
     async def apply(self, events: Sequence[Event], with_categories: bool = False) -> ApplyResult:
         """Fold a batch in; see :class:`~segstream.streams.state.base.StateStore`.
 
-        One pipelined read (watermarks, markers, customer hashes), the fold in Python, then one COMMIT per
-        call that writes only if no other writer folded into these customers meanwhile; a call that lost
-        that race reads and folds again.
+        One pipelined read (watermarks, markers, the customers whose fold is not kept), the fold in Python,
+        then one COMMIT per call that writes only if no other writer folded into these customers meanwhile
+        and answers their segment records; a call that lost that race reads and folds again.
         """
         await self._check_layout()
         unique, repeats = mark_repeats_in_batch(events)
@@ -259,12 +256,11 @@ class RedisStateStore:
         stored_wm = as_of
         for _ in range(COMMIT_ATTEMPTS):
             reads = await self._read(pending, with_categories)
-            folds = [self._fold(g, read, as_of, with_categories) for g, read in zip(pending, reads, strict=True)]
-            calls = [fold.call for fold in folds if fold.call is not None]
-            replies = iter(await self._run([(self._commit, keys, args) for keys, args in calls]))
+            folds = [self._fold(g, read, as_of) for g, read in zip(pending, reads, strict=True)]
+            replies = await self._run([(self._commit, *fold.call) for fold in folds])
             lost = []
-            for group, fold in zip(pending, folds, strict=True):
-                if fold.stale or (fold.call is not None and not int(next(replies))):
+            for group, fold, reply in zip(pending, folds, replies, strict=True):
+                if not isinstance(reply, list):  # 0: another writer folded into one of these customers first
                     for key in fold.committed:
                         self._folds.drop(key)
                     lost.append(group)
@@ -273,7 +269,9 @@ class RedisStateStore:
                     self._folds.put(key, state)
                 stored_wm = max(stored_wm, fold.stored_wm)
                 delivered.update(fold.delivered)
-                views.update(fold.views)
+                for (cid, row, categories), record in zip(fold.rows, reply[1], strict=True):
+                    if row is not None:  # record: p r sg sp sn sv sa sd as they are now
+                        views[cid] = CustomerView(cid, AggregateRow(row), _segment_record(record[2:]), categories)
             if not lost:
                 break
             pending = lost
@@ -287,12 +285,12 @@ class RedisStateStore:
         return ApplyResult(merged, as_of, views)
 
     async def _read(self, groups: Sequence[Sequence[tuple[int, list[Event]]]], with_categories: bool) -> list[Any]:
-        """Per group: its shards' watermarks, its events' markers, its customers' folds (and categories).
+        """Per group: its shards' watermarks, its events' markers, the customers it has no fold of (and categories).
 
-        Plain commands, pipelined: one MGET per group (watermarks and markers share its slot on a cluster),
-        and per customer an HMGET of its version and segment fields when its fold is cached, else one
-        HGETALL. The same reads done by a Lua script cost Redis ~18 us more per event (Lua builds a table of
-        every field it passes through); one GET per marker cost the worker ~15 us more.
+        Plain commands, pipelined: one MGET per group (watermarks and markers share its slot on a cluster)
+        and one HGETALL per customer whose fold this store does not keep; a kept fold is checked against
+        Redis by the commit itself. The same reads done by a Lua script cost Redis ~18 us more per event (Lua
+        builds a table of every field it passes through); one GET per marker cost the worker ~15 us more.
         """
         keys, roots = self.keys, self.keys.shard_roots
         layouts, names_of = [], []
@@ -311,18 +309,18 @@ class RedisStateStore:
                 # execute_command: the cluster pipeline refuses its mget() helper, but routes a one-slot MGET
                 pipe.execute_command("MGET", *names)
                 names_of.append(names)
-                cached = {}
+                kept, missing = {}, []
                 for cid, key in key_of.items():
                     state = self._folds.get(key)
                     if state is None:
+                        missing.append(cid)
                         pipe.hgetall(key)
                     else:
-                        cached[cid] = state
-                        pipe.hmget(key, _VERSION_AND_SEGMENT)
+                        kept[cid] = state
                 if with_categories:
                     for cid in key_of:
                         pipe.hgetall(categories_key(root_of[cid], cid))
-                layouts.append((len(group), key_of, root_of, cached))
+                layouts.append((len(group), key_of, root_of, kept, missing))
             try:
                 replies = await pipe.execute()
             except AttributeError as exc:  # see _run: a connection closed by a cluster topology change
@@ -330,19 +328,22 @@ class RedisStateStore:
                     raise
                 raise RedisConnectionError(f"connection closed by a cluster topology change ({exc})") from exc
         out, at = [], 0
-        for (shards, key_of, root_of, cached), names in zip(layouts, names_of, strict=True):
-            n = len(key_of)
+        for (shards, key_of, root_of, kept, missing), names in zip(layouts, names_of, strict=True):
             values = replies[at]
-            customers = replies[at + 1 : at + 1 + n]
-            categories = replies[at + 1 + n : at + 1 + 2 * n] if with_categories else []
-            read = (values[:shards], values[shards:], names[shards:], key_of, root_of, cached, customers, categories)
-            out.append(read)
-            at += 1 + n * (2 if with_categories else 1)
+            at += 1
+            for cid, stored in zip(missing, replies[at : at + len(missing)], strict=True):
+                kept[cid] = parse_hash(stored)
+            at += len(missing)
+            categories = None
+            if with_categories:
+                categories = dict(zip(key_of, replies[at : at + len(key_of)], strict=True))
+                at += len(key_of)
+            out.append((values[:shards], values[shards:], names[shards:], key_of, root_of, kept, categories))
         return out
 
-    def _fold(self, group: Sequence[tuple[int, list[Event]]], read: Any, as_of: int, with_categories: bool) -> _Fold:
+    def _fold(self, group: Sequence[tuple[int, list[Event]]], read: Any, as_of: int) -> _Fold:
         """Fold one call's events into the customers read for it; the COMMIT call that writes the result."""
-        wms, markers, marker_keys, key_of, root_of, cached, replies, category_hashes = read
+        wms, markers, marker_keys, key_of, root_of, states, category_hashes = read
         keys = _Keys()
         fold = _Fold()
         stored = [int(v) for v in wms if v]
@@ -370,37 +371,21 @@ class RedisStateStore:
                     # "1": folded by a delivery that crashed before finalize; "2": done
                     fold.delivered[e.event_id] = Delivery.APPLIED if marker in (b"1", "1") else Delivery.DONE
         customers: list[list[Any]] = []
-        for i, (cid, key) in enumerate(key_of.items()):
-            reply = replies[i]
-            state = cached.get(cid)
-            if state is None:
-                state = parse_hash(reply)
-                segment = tuple(reply.get(f) for f in SEGMENT_FIELDS)
-            else:
-                if (_text(reply[0]), _text(reply[1])) != state.version:
-                    # another worker folded into this customer since: read it whole and fold again
-                    fold.stale = True
-                    fold.committed[key] = state
-                    continue
-                segment = tuple(reply[2:])
-            folded = fold_state(state, new_events[cid], as_of)
+        for cid, key in key_of.items():
+            folded = fold_state(states[cid], new_events[cid], as_of)
             fold.committed[key] = folded.state
-            if folded.writes or folded.deletes:
-                customers.append([keys(key), *folded.expected, folded.writes, [_text(d) for d in folded.deletes]])
-            if not folded.state.present:
-                continue  # nothing was ever folded in for it (every event of it was a repeat)
+            # every customer is checked and answers its segment record, written or not
+            customers.append([keys(key), *folded.expected, folded.writes, [d.decode() for d in folded.deletes]])
             categories = None
-            if with_categories:
-                categories = {_text(k): int(v) for k, v in category_hashes[i].items()}
+            if category_hashes is not None:
+                categories = {_text(k): int(v) for k, v in category_hashes[cid].items()}
                 add_split(categories, splits.get(cid, {}).items())
-            fold.views[cid] = CustomerView(cid, AggregateRow(folded.row), _segment_record(segment), categories)
-        if fold.stale:
-            return fold
+            # None: nothing was ever folded in for it (every event of it was a repeat): no view
+            fold.rows.append((cid, folded.row if folded.state.present else None, categories))
         category_adds = [[keys(categories_key(root_of[cid], cid)),
                           [v for pair in add.items() for v in pair]] for cid, add in splits.items()]  # fmt: skip
-        if customers or new_markers or wm_keys or category_adds:
-            payload = orjson.dumps({"c": customers, "m": new_markers, "w": wm_keys, "k": category_adds})
-            fold.call = (keys.keys, [self._ttl, as_of, payload])
+        payload = orjson.dumps({"c": customers, "m": new_markers, "w": wm_keys, "k": category_adds})
+        fold.call = (keys.keys, [self._ttl, as_of, payload])
         return fold
 
     async def finalize(self, batch: Finalization) -> None:
