@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from segstream.models.customer_state import BUCKET_RETENTION_DAYS
 from segstream.models.features import DAY_MS, NO_TIMESTAMP, WINDOWS_DAYS
@@ -39,6 +39,7 @@ class StoredFold:
         version: ``p`` and ``r`` as stored (``""`` where absent): a commit goes ahead only if they still hold.
             p + r counts the events folded in, so every fold changes one of them.
         legacy: Fields of the old Lua cache still in the hash, dropped on the next write.
+        pruned: The horizon no day bucket is at or below (None: not known, as for a hash just read).
     """
 
     scalars: tuple[int, int, int, int, int, int, int, int, int]
@@ -47,6 +48,7 @@ class StoredFold:
     qty: dict[int, int]
     version: tuple[str, str]
     legacy: list[bytes]
+    pruned: int | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -159,29 +161,29 @@ def fold(state: StoredFold, events: Sequence[tuple[int, int]], as_of_ms: int) ->
                 continue
             total = buckets[day] = buckets.get(day, 0) + v
             writes += (f"{prefix}{day}", total)
+    if horizon is not None and (state.pruned is None or horizon > state.pruned):
+        # Only days above the horizon the state was last pruned to can be left: look for them only then.
+        for buckets, prefix in ((net, "d:"), (qty, "q:")):
+            gone = [day for day in buckets if day <= horizon]
+            for day in gone:
+                del buckets[day]
+                deletes.append(f"{prefix}{day}".encode())
     as_of_day = as_of_ms // DAY_MS
     low_short, low_mid, low_long = (as_of_day - w for w in WINDOWS_DAYS)
-    sums = [0] * 6
-    for buckets, at, prefix in ((net, 0, "d:"), (qty, 3, "q:")):
-        gone = []
+    sums = []
+    for buckets in (net, qty):
+        short = mid = long = 0
         for day, v in buckets.items():
-            if horizon is not None and day <= horizon:
-                gone.append(day)
-            elif day > low_short:
-                sums[at] += v
-                sums[at + 1] += v
-                sums[at + 2] += v
-            elif day > low_mid:
-                sums[at + 1] += v
-                sums[at + 2] += v
-            elif day > low_long:
-                sums[at + 2] += v
-        for day in gone:
-            del buckets[day]
-            deletes.append(f"{prefix}{day}".encode())
+            if day > low_long:
+                long += v
+                if day > low_mid:
+                    mid += v
+                    if day > low_short:
+                        short += v
+        sums += (short, mid, long)
     scalars = (lt, ft, fp, lp, p, g, n, r, rc)
     version = (str(p), str(r)) if events else state.version
-    after = StoredFold(scalars, present, net, qty, version, [] if events else state.legacy)
+    after = StoredFold(scalars, present, net, qty, version, [] if events else state.legacy, horizon)
     return FoldedCustomer([ft, lt, fp, lp, p, g, n, r, rc, *sums], state.version, writes, deletes, after)
 
 
@@ -194,9 +196,9 @@ class FoldCache:
     """The parsed fold of the customers this worker folded lately, least recently used first out.
 
     With one writer per customer (the partition's owner) an entry stays exactly what Redis holds, so a
-    customer seen again costs an HMGET of its version and segment fields instead of an HGETALL and a parse.
-    An entry whose version no longer matches Redis (another worker folded into it, as after a rebalance) is
-    dropped and the customer read whole; a commit that loses the version check drops its customers too.
+    customer seen again is not read before its fold at all: the commit checks the version and answers the
+    segment record. An entry whose version no longer matches Redis (another worker folded into it, as after
+    a rebalance) makes the commit refuse; its customers are dropped from here and read whole again.
     """
 
     def __init__(self, capacity: int) -> None:
