@@ -1,4 +1,4 @@
-"""Redis memory per customer, measured by loading many customers through the real Lua state store.
+"""Redis memory per customer, measured by loading many customers through the real state store.
 
 Each synthetic customer gets ``events_per_customer`` purchases on different days, folded in by
 :meth:`RedisStateStore.apply` and then finalized the way the worker finalizes a batch (segment record,
@@ -118,7 +118,7 @@ async def measure_redis_memory(
     progress: Any = None,
     shards: int = DEFAULT_SHARDS,
 ) -> dict[str, Any]:
-    """Load ``customers`` customers through the Lua store and report Redis bytes per customer.
+    """Load ``customers`` customers through the state store and report Redis bytes per customer.
 
     Args:
         redis_url: The Redis to measure (its other keys are left alone).
