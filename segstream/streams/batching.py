@@ -21,11 +21,14 @@ This module knows nothing of faust: anything with an awaitable ``ack(event)`` wi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+# The longest a batch waits for half a batch to gather while the consumer is behind (see _fill_while_behind).
+FILL_WAIT_S = 0.1
 T_contra = TypeVar("T_contra", contravariant=True)
 
 
@@ -83,7 +86,10 @@ class EventBatcher(Generic[T]):
 
 
 async def process_batches(
-    batcher: EventBatcher[T], handle: Callable[[Sequence[T]], Awaitable[object]], acker: Acker[T]
+    batcher: EventBatcher[T],
+    handle: Callable[[Sequence[T]], Awaitable[object]],
+    acker: Acker[T],
+    backlog: Callable[[], int] | None = None,
 ) -> None:
     """Forever: take the next batch, run ``handle`` on it, then acknowledge its events in order.
 
@@ -92,15 +98,19 @@ async def process_batches(
     previous batch's second phase does, never further behind than that. Batches are acknowledged in order,
     each only once its second phase is done. An exception from either phase ends the loop (raised here)
     before anything of that batch is acknowledged, even while no new batch arrives.
+
+    ``backlog`` (the consumer's lag: events behind the log end, those buffered and in flight included)
+    lets a batch wait for half a batch to gather while more than that is waiting beyond the buffer; see
+    :func:`_fill_while_behind`.
     """
     ack = acker.ack
     previous: asyncio.Future[None] | None = None
     try:
         while True:
-            if previous is None:
-                batch = await batcher.next_batch()
-            else:
-                batch = await _next_unless_failed(batcher, previous)
+            if previous is not None:
+                await _wait_unless_failed(batcher, previous)
+            await _fill_while_behind(batcher, backlog)
+            batch = await batcher.next_batch()
             rest = await handle(batch)
             if not inspect.isawaitable(rest):  # done in one phase: acknowledge before the next batch starts
                 if previous is not None:
@@ -118,8 +128,8 @@ async def process_batches(
             previous.cancel()
 
 
-async def _next_unless_failed(batcher: EventBatcher[T], previous: asyncio.Future[None]) -> list[T]:
-    """The next batch, taken early only once half a batch is waiting while the previous one still finishes.
+async def _wait_unless_failed(batcher: EventBatcher[T], previous: asyncio.Future[None]) -> None:
+    """Before the next batch: wait until half a batch is waiting or the previous batch has finished.
 
     Starting whatever has gathered at once made batches of ~50 events at full load, and each batch has fixed
     costs (two Redis round trips, a produce request per partition): throughput fell. Waiting for half a batch
@@ -133,7 +143,26 @@ async def _next_unless_failed(batcher: EventBatcher[T], previous: asyncio.Future
         filling.cancel()
     if previous.done():
         previous.result()  # raises the failure, if any
-    return await batcher.next_batch()
+
+
+async def _fill_while_behind(batcher: EventBatcher[T], backlog: Callable[[], int] | None) -> None:
+    """While the consumer is behind, wait (at most :data:`FILL_WAIT_S`) for half a batch to gather.
+
+    The agent filling the buffer runs only while the batch task awaits. A worker that awaits little (its
+    batch work is mostly its own CPU, as with the fold in Python) took a batch each time the previous one
+    finished, with only ~45 events gathered at full load, and paid each batch's fixed costs for them: 5.9k
+    events/s against 8.8k with batches of ~540. Waiting while more than half a batch is behind the buffer
+    gives the agent the CPU to hand over a large batch; with no backlog nothing waits, so latency at
+    moderate rates is unchanged.
+    """
+    if backlog is None:
+        return
+    half = max(1, batcher.max_batch // 2)
+    buffered = len(batcher)
+    if buffered >= half or backlog() - buffered < half:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(batcher.wait_filled(half), FILL_WAIT_S)
 
 
 async def _ack_after(
@@ -154,16 +183,18 @@ async def consume_in_batches(
     max_batch: int,
     handle: Callable[[Sequence[Any]], Awaitable[object]],
     on_failure: Callable[[BaseException | None], None] | None = None,
+    backlog: Callable[[], int] | None = None,
 ) -> None:
     """Feed a stream's events into an :class:`EventBatcher` and process them with :func:`process_batches`.
 
     The stream is switched to manual acknowledgement (``stream.noack()``): events are acknowledged only by
     :func:`process_batches`, after ``handle`` returned for their batch. ``on_failure`` is called if the
     batch loop ever ends other than by cancellation (the worker exits then, so nothing is committed).
+    ``backlog``: the consumer's lag, see :func:`process_batches`.
     """
     manual = stream.noack()
     batcher: EventBatcher[Any] = EventBatcher(max_batch, 2 * max_batch)
-    runner = asyncio.ensure_future(process_batches(batcher, handle, manual))
+    runner = asyncio.ensure_future(process_batches(batcher, handle, manual, backlog))
     if on_failure is not None:
         runner.add_done_callback(lambda task: None if task.cancelled() else on_failure(task.exception()))
     try:

@@ -436,3 +436,59 @@ def test_with_less_than_half_a_batch_waiting_the_next_batch_waits_for_the_previo
         return acker.acked
 
     assert run(go())[:4] == [0, 1, 2, 3]
+
+
+
+def _all_cpu_run(backlog):
+    """1,000 events handed over one loop pass at a time to a handler that never awaits; the batch sizes."""
+
+    async def go():
+        batcher: EventBatcher[int] = EventBatcher(max_batch=100)
+        sizes: list[int] = []
+        total = 1000
+
+        async def handle(batch):
+            sizes.append(len(batch))  # all CPU: no await
+
+        acker = RecordingAcker([], expected=total)
+        lag = (lambda: total - len(acker.acked)) if backlog else None
+        runner = asyncio.ensure_future(process_batches(batcher, handle, acker, lag))
+        for i in range(total):
+            await batcher.put(i)
+            await asyncio.sleep(0)  # faust hands events over one loop pass at a time
+        await acker.done.wait()
+        await stop(runner)
+        return sizes, acker.acked
+
+    return run(go())
+
+
+def test_while_the_consumer_is_behind_a_batch_waits_for_half_a_batch_instead_of_taking_a_sliver():
+    sizes, acked = _all_cpu_run(backlog=True)
+    assert acked == list(range(1000))
+    # half a batch at least while more than that is behind; slivers only in the last ~50 events
+    assert min(sizes[:15]) >= 50 and sum(sizes[15:]) <= 250
+
+
+def test_without_a_backlog_signal_an_all_cpu_handler_takes_slivers():
+    """The behaviour the backlog signal fixes (and what a one-process, low-rate stream still gets)."""
+    sizes, acked = _all_cpu_run(backlog=False)
+    assert acked == list(range(1000)) and max(sizes) <= 2
+
+
+def test_with_no_backlog_beyond_the_buffer_nothing_waits():
+    async def go():
+        batcher: EventBatcher[int] = EventBatcher(max_batch=100)
+        got: list[list[int]] = []
+
+        async def handle(batch):
+            got.append(list(batch))
+
+        acker = RecordingAcker([], expected=1)
+        runner = asyncio.ensure_future(process_batches(batcher, handle, acker, lambda: len(batcher)))
+        await batcher.put(1)
+        await asyncio.wait_for(acker.done.wait(), 0.05)  # far less than FILL_WAIT_S: it did not wait
+        await stop(runner)
+        return got
+
+    assert run(go()) == [[1]]
