@@ -8,7 +8,9 @@ check), on a fresh ``redis-server`` with AOF on. The first tenth of the events w
 measured. Each run reports Redis CPU (``INFO cpu``), the client's CPU (this process), AOF bytes and the
 commands per event; the median of several runs is the figure.
 
-``fold_cache=0`` makes the store read and parse every customer whole each batch: the baseline for the cache.
+``fold="redis"`` folds with the Lua APPLY script (the default), ``fold="worker"`` in this process with a COMMIT
+script; with the latter, ``fold_cache=0`` makes the store read and parse every customer whole each batch (the
+baseline for the cache).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class StoreBench:
     events: int
     customers: int
     batch: int
+    fold: str
     fold_cache: int
     runs: list[StoreRun] = field(default_factory=list)
 
@@ -59,7 +62,8 @@ class StoreBench:
         """Every run and the medians, for ``--json``."""
         names = ("redis_us", "client_us", "aof_bytes", "memory_per_customer")
         return {
-            "events": self.events, "customers": self.customers, "batch": self.batch, "fold_cache": self.fold_cache,
+            "events": self.events, "customers": self.customers, "batch": self.batch, "fold": self.fold,
+            "fold_cache": self.fold_cache,
             "median": {n: self.median(n) for n in names}, "runs": [vars(r) for r in self.runs],
         }  # fmt: skip
 
@@ -67,7 +71,8 @@ class StoreBench:
         """A short table: medians, then every run."""
         lines = [
             f"store only: {self.events} events over {self.customers} customers, batches of {self.batch}, "
-            f"fold cache {self.fold_cache}; medians of {len(self.runs)} runs, per measured event",
+            f"fold in {self.fold}" + (f" (cache {self.fold_cache})" if self.fold == "worker" else "")
+            + f"; medians of {len(self.runs)} runs, per measured event",
             f"  Redis CPU    {self.median('redis_us'):7.1f} us",
             f"  client CPU   {self.median('client_us'):7.1f} us",
             f"  sum          {self.median('redis_us') + self.median('client_us'):7.1f} us",
@@ -80,21 +85,21 @@ class StoreBench:
         return "\n".join(lines)
 
 
-def run_store_bench(events: int, customers: int, *, batch: int = 500, runs: int = 3, fold_cache: int = 50_000,
-                    seed: int = 1) -> StoreBench:  # fmt: skip
+def run_store_bench(events: int, customers: int, *, batch: int = 500, runs: int = 3, fold: str = "redis",
+                    fold_cache: int = 50_000, seed: int = 1) -> StoreBench:  # fmt: skip
     """Run the store alone ``runs`` times on fresh servers and collect the figures."""
     from segstream.bench.workload import make_workload
     from segstream.models.events import parse_event
 
     workload = make_workload(events, customers, seed, "store")
     parsed = [parse_event(v) for v in workload.values]
-    result = StoreBench(len(parsed), workload.customers, batch, fold_cache)
+    result = StoreBench(len(parsed), workload.customers, batch, fold, fold_cache)
     for _ in range(runs):
-        result.runs.append(asyncio.run(_one_run(parsed, batch, fold_cache, workload.customers)))
+        result.runs.append(asyncio.run(_one_run(parsed, batch, fold, fold_cache, workload.customers)))
     return result
 
 
-async def _one_run(events: list[Any], batch: int, fold_cache: int, customers: int) -> StoreRun:
+async def _one_run(events: list[Any], batch: int, fold: str, fold_cache: int, customers: int) -> StoreRun:
     import redis
 
     from segstream.embedded.binaries import find_redis_server
@@ -108,7 +113,7 @@ async def _one_run(events: list[Any], batch: int, fold_cache: int, customers: in
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     client = redis.Redis(port=port)
-    store = RedisStateStore.from_url(f"redis://127.0.0.1:{port}/0", fold_cache=fold_cache)
+    store = RedisStateStore.from_url(f"redis://127.0.0.1:{port}/0", fold=fold, fold_cache=fold_cache)
     try:
         _wait_for(client)
         warm = int(len(events) * _WARM_UP)

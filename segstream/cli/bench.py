@@ -208,18 +208,21 @@ def bench_training(rows: int, customers: int, baseline: bool, runs: int, work_di
 @click.option("--batch", type=click.IntRange(1), default=500, show_default=True, help="Events per apply.")
 @click.option("--runs", type=click.IntRange(1, 9), default=3, show_default=True,
               help="Runs, each on a fresh redis-server; the median is reported.")
+@click.option("--fold", type=click.Choice(["redis", "worker"]), default="redis", show_default=True,
+              help="Fold each batch in Redis (Lua) or in this process (SEGSTREAM_REDIS_FOLD).")
 @click.option("--fold-cache", type=click.IntRange(0), default=50_000, show_default=True,
-              help="Customers whose parsed fold the store keeps (0: read every customer whole: the baseline).")
+              help="With --fold worker: customers whose parsed fold the store keeps (0: read every customer whole).")
 @click.option("--json", "json_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write every figure as JSON here.")
-def bench_store(events: int, customers: int, batch: int, runs: int, fold_cache: int, json_file: Path | None) -> None:
+def bench_store(events: int, customers: int, batch: int, runs: int, fold: str, fold_cache: int,
+                json_file: Path | None) -> None:
     """The state store alone (apply + finalize, no faust, no broker): Redis CPU, client CPU and AOF bytes per
     event, the figures the full bench cannot separate from everything else on the machine."""
     import json
 
     from segstream.bench.store_only import run_store_bench
 
-    result = run_store_bench(events, customers, batch=batch, runs=runs, fold_cache=fold_cache)
+    result = run_store_bench(events, customers, batch=batch, runs=runs, fold=fold, fold_cache=fold_cache)
     click.echo(result.render())
     if json_file is not None:
         json_file.write_text(json.dumps(result.to_dict(), indent=2))

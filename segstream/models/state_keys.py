@@ -22,6 +22,7 @@ slot and the same scripts run on one Redis and on a cluster. A customer belongs 
                                       the shard of the trigger id (the daily cap counts them over all shards)
 ``{prefix}:v2:meta``                  hash: ``layout`` (2) and ``shards``
 ``{prefix}:v2:forecast``              string: the latest forecast refresh as JSON (read and written whole)
+``{prefix}:v2:forecast-lease``        string with a TTL: the worker that refreshes and publishes forecasts
 
 The tag of shard ``i`` is ``s<i>.<n>``, with the smallest ``n`` whose slot falls in the ``i``-th of
 ``shards`` equal slices of the 16,384 slots, so the shards spread evenly over a cluster's masters.
@@ -197,6 +198,11 @@ class KeySpace:
     def forecast(self) -> str:
         """The latest forecast refresh."""
         return f"{self.root}:forecast"
+
+    @property
+    def forecast_lease(self) -> str:
+        """Which worker refreshes and publishes the sales forecast now (one for all workers)."""
+        return f"{self.root}:forecast-lease"
 
     @property
     def customer_pattern(self) -> str:

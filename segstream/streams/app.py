@@ -217,6 +217,7 @@ def create_worker(
         dedupe_ttl_s=settings.redis.dedupe_ttl_s,
         shards=settings.redis.shards,
         fold_cache=settings.redis.fold_cache_customers,
+        fold=settings.redis.fold,
         **settings.redis.client_kwargs(),
     )
     key = settings.models.signing_key.get_secret_value().encode() if settings.models.signing_key else None
@@ -244,7 +245,10 @@ def create_worker(
         holder=holder,
         stats=stats,
         processor=BatchProcessor(store, producer, holder, config, stats, lock),
-        forecasts=ForecastRefresher(store, producer, topics.sales_forecasts),
+        # The lease outlives three refresh ticks: its holder renews it every tick, and when the holder dies
+        # another worker takes over within three.
+        forecasts=ForecastRefresher(store, producer, topics.sales_forecasts,
+                                    lease_ms=int(3 * w.forecast_refresh_interval_s * 1000)),
         lock=lock,
         app=app,
     )
@@ -261,7 +265,8 @@ def create_worker(
             return await _start_or_die(runtime, [e.message for e in events])
 
         try:
-            await consume_in_batches(stream, w.batch_size, handle, on_failure=_exit_on_batch_loop_failure)
+            await consume_in_batches(stream, w.batch_size, handle, on_failure=_exit_on_batch_loop_failure,
+                                     backlog=lambda: sum((runtime.lag() or {}).values()))
         finally:
             stats.gc.uninstall()
 

@@ -126,8 +126,12 @@ class ForecastRefresher:
         *,
         horizon_days: int = DEFAULT_HORIZON_DAYS,
         models: Sequence[str] = DEFAULT_MODELS,
+        lease_ms: int | None = None,
     ) -> None:
         self.store = store
+        # With a lease, only the worker holding the store's forecast lease refreshes: each refresh is
+        # published once however many workers run. None: always refresh (one process).
+        self.lease_ms = lease_ms
         self.producer = producer
         self.topic = topic
         self.horizon_days = horizon_days
@@ -143,7 +147,8 @@ class ForecastRefresher:
         return self._history[1]
 
     async def refresh_if_due(self, model: ActiveModel, max_age_s: float = 900.0) -> dict[str, Any] | None:
-        """Refresh when the model changed, a new day has streamed in, or the last refresh is ``max_age_s`` old.
+        """Refresh when the model changed, a new day has streamed in, or the last refresh is ``max_age_s`` old,
+        and (with a lease) this worker holds the forecast lease.
 
         Fitting takes seconds of CPU that the scoring loop would otherwise have, and the forecast only
         changes meaningfully when a day is added, so a busy stream does not refit on every tick.
@@ -151,6 +156,12 @@ class ForecastRefresher:
         Returns:
             The new document, or None when nothing was due.
         """
+        if self.lease_ms is not None:
+            lease_ms = self.lease_ms
+            held = await retry_transient(lambda: self.store.claim_forecast(lease_ms), "claim the forecast lease")
+            if not held:
+                self._last_key = None  # another worker refreshes; taking over later refreshes at once
+                return None
         streamed = await retry_transient(self.store.daily_sales, "read streamed daily sales")
         key = (model.version, max(streamed, default=-1), len(streamed))
         if key == self._last_key and time.monotonic() - self._last_at < max_age_s:

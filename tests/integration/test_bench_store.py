@@ -16,8 +16,9 @@ def test_bench_store_reports_per_event_costs_and_the_cache_saves_whole_reads(tmp
     out = {}
     for cache in (0, 50_000):
         path = tmp_path / f"store-{cache}.json"
-        result = CliRunner().invoke(cli, ["bench-store", "--events", "4000", "--customers", "400", "--runs", "1",
-                                          "--fold-cache", str(cache), "--json", str(path)])  # fmt: skip
+        args = ["bench-store", "--events", "4000", "--customers", "400", "--runs", "1", "--fold", "worker",
+                "--fold-cache", str(cache), "--json", str(path)]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0, result.output
         assert "Redis CPU" in result.output and "AOF" in result.output
         out[cache] = json.loads(path.read_text())
@@ -29,3 +30,14 @@ def test_bench_store_reports_per_event_costs_and_the_cache_saves_whole_reads(tmp
     whole_without = out[0]["runs"][0]["calls"].get("hgetall", 0)
     whole_with = out[50_000]["runs"][0]["calls"].get("hgetall", 0)
     assert whole_without > 0.3 and whole_with < whole_without / 3
+
+
+def test_bench_store_folding_in_redis_spends_the_fold_in_redis(tmp_path):
+    path = tmp_path / "redis.json"
+    result = CliRunner().invoke(cli, ["bench-store", "--events", "4000", "--customers", "400", "--runs", "1",
+                                      "--json", str(path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(path.read_text())
+    assert report["fold"] == "redis" and report["runs"][0]["calls"]["evalsha"] > 0
+    # the Lua fold reads each customer inside its script: no HGETALL sent by the client for it
+    assert report["runs"][0]["calls"].get("mget", 0) == 0

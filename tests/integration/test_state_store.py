@@ -12,7 +12,7 @@ from segstream.models.customer_state import CustomerState
 from segstream.models.events import validate_payload
 from segstream.models.features import DAY_MS
 from segstream.models.preferences import event_split
-from segstream.streams.state import Delivery, RedisStateStore
+from segstream.streams.state import Delivery, RedisStateStore, StateStoreError
 from tests.unit.streams.state_contract import (
     T0,
     check_apply_is_idempotent_and_matches_batch,
@@ -24,14 +24,16 @@ from tests.unit.streams.state_contract import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def make_store(embedded_stack):
+@pytest.fixture(params=["redis", "worker"])
+def make_store(embedded_stack, request):
+    """Stores on the shared server, folding in Redis or in the worker (every test runs with both)."""
     counter = iter(range(10**6))
     stores = []
 
-    def make(prefix=None):
+    def make(prefix=None, fold=None):
         # A fresh prefix per store keeps tests apart on the shared server; a given one is a second worker.
-        store = RedisStateStore.from_url(embedded_stack.redis_url, prefix=prefix or f"test{next(counter)}-{id(stores)}")
+        store = RedisStateStore.from_url(embedded_stack.redis_url, prefix=prefix or f"test{next(counter)}-{id(stores)}",
+                                         fold=fold or request.param)  # fmt: skip
         stores.append(store)
         return store
 
@@ -223,7 +225,9 @@ def test_key_layout_is_pinned():
         "shop:v2:{s2.23}:sweep",
     )
     assert keys.cap(3, "winback", 20000) == "shop:v2:{s3.20}:cap:20000:winback"
-    assert (keys.meta, keys.forecast) == ("shop:v2:meta", "shop:v2:forecast")
+    assert (keys.meta, keys.forecast, keys.forecast_lease) == (
+        "shop:v2:meta", "shop:v2:forecast", "shop:v2:forecast-lease"
+    )
     # Shard i's slot lies in the i-th sixteenth of the slots, so shards spread evenly over masters.
     assert [key_slot(root) * 16 // 16384 for root in keys.shard_roots] == list(range(16))
     assert KeySpace.customer_id_of(keys.customer("a:b{c}")) == "a:b{c}"
@@ -241,6 +245,7 @@ def _expected(*events) -> CustomerState:
     return state
 
 
+@pytest.mark.parametrize("make_store", ["worker"], indirect=True)
 def test_a_worker_whose_kept_fold_went_stale_reads_the_customer_again(make_store):
     """Partitions moved away and back: the customer was folded by another worker in between."""
 
@@ -259,6 +264,7 @@ def test_a_worker_whose_kept_fold_went_stale_reads_the_customer_again(make_store
     asyncio.run(run())
 
 
+@pytest.mark.parametrize("make_store", ["worker"], indirect=True)
 @pytest.mark.parametrize("same_event", [False, True], ids=["another-event", "the-same-event"])
 def test_a_commit_that_lost_the_race_is_folded_again_and_nothing_twice(make_store, same_event):
     """Another worker commits into the customer between this worker's read and its commit (a rebalance)."""
@@ -292,3 +298,44 @@ def test_a_commit_that_lost_the_race_is_folded_again_and_nothing_twice(make_stor
         await a.close()
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("make_store", ["redis"], indirect=True)  # the lease does not depend on the fold
+def test_one_forecast_lease_for_all_workers_and_it_passes_on_when_its_holder_stops(make_store):
+    async def run():
+        a = make_store()
+        b = make_store(a.keys.prefix)
+        assert await a.claim_forecast(300) and not await b.claim_forecast(300)
+        assert await a.claim_forecast(300)  # the holder renews
+        await asyncio.sleep(0.4)  # the holder stopped renewing: its lease ran out
+        assert await b.claim_forecast(300) and not await a.claim_forecast(300)
+        assert await a._redis.get(a.keys.forecast_lease) == b._owner.encode()
+        await b.close()
+        await a.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("make_store", ["worker"], indirect=True)
+def test_workers_folding_in_redis_and_in_the_worker_can_share_customers(make_store):
+    """A rolling switch of SEGSTREAM_REDIS_FOLD: the two folds take turns on the same customers, exactly."""
+
+    async def run():
+        in_worker = make_store()
+        in_redis = make_store(in_worker.keys.prefix, fold="redis")
+        events = random_events(seed=11, n=400, customers=6)
+        for start in range(0, len(events), 25):
+            store = in_worker if (start // 25) % 2 == 0 else in_redis
+            await store.apply(events[start : start + 25])
+        for store in (in_worker, in_redis):
+            states = await check_batches_fold_like_python(store, events, 400)  # all repeats: nothing changes
+            assert len(states) == 6
+        await in_redis.close()
+        await in_worker.close()
+
+    asyncio.run(run())
+
+
+def test_an_unknown_fold_is_refused(embedded_stack):
+    with pytest.raises(StateStoreError, match="unknown fold 'lua'"):
+        RedisStateStore.from_url(embedded_stack.redis_url, fold="lua")

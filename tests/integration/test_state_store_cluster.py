@@ -21,12 +21,14 @@ from tests.unit.streams.state_contract import (
 )
 
 
-@pytest.fixture
-def make_cluster_store(redis_cluster):
+@pytest.fixture(params=["redis", "worker"])
+def make_cluster_store(redis_cluster, request):
+    """Stores on the cluster, folding in Redis or in the worker (every test runs with both)."""
     stores: list[RedisStateStore] = []
 
     def make(prefix: str | None = None, shards: int = 16) -> RedisStateStore:
-        store = RedisStateStore.from_url(redis_cluster.url, prefix=prefix or f"t-{uuid.uuid4().hex[:8]}", shards=shards)
+        store = RedisStateStore.from_url(redis_cluster.url, prefix=prefix or f"t-{uuid.uuid4().hex[:8]}", shards=shards,
+                                         fold=request.param)  # fmt: skip
         stores.append(store)
         return store
 

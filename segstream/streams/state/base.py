@@ -185,6 +185,14 @@ class StateStore(Protocol):
         each due customer is swept by one (the holder of its shard's sweep lease)."""
         ...
 
+    async def claim_forecast(self, lease_ms: int) -> bool:
+        """Take the forecast lease when free, or renew it when this worker holds it; True while held.
+
+        However many workers run, the one holding the lease refreshes and publishes the sales forecast, so
+        ``sales-forecasts`` gets each refresh once; a dead holder's lease passes on after ``lease_ms``.
+        """
+        ...
+
     async def watermark(self) -> int:
         """The largest event time folded in so far (0 when empty)."""
         ...

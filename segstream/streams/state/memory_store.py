@@ -122,6 +122,10 @@ class MemoryStateStore:
         """One process holds everything: the same as :meth:`due_for_check`."""
         return await self.due_for_check(as_of_ms, limit)
 
+    async def claim_forecast(self, lease_ms: int) -> bool:
+        """One process holds everything."""
+        return True
+
     async def watermark(self) -> int:
         """The largest event time folded in so far."""
         return self._watermark

@@ -33,7 +33,6 @@ from redis.exceptions import NoScriptError
 
 from segstream.models.customer_state import AggregateRow
 from segstream.models.events import Event
-from segstream.models.features import AGGREGATE_FIELDS
 from segstream.models.preferences import add_split, event_split
 from segstream.models.state_keys import (
     DEFAULT_SHARDS,
@@ -61,12 +60,17 @@ from segstream.streams.state.base import (
 from segstream.streams.state.dedupe import mark_repeats_in_batch
 from segstream.streams.state.hash_fold import FoldCache, StoredFold, parse_hash
 from segstream.streams.state.hash_fold import fold as fold_state
+from segstream.streams.state.lua_apply import apply_calls, read_replies, views_of_rows
 
 DEFAULT_SWEEP_LEASE_MS = 30_000
 # How often apply reads and folds again when another writer folded into its customers first.
 COMMIT_ATTEMPTS = 10
 # Customers whose parsed fold the store keeps between batches (see hash_fold.FoldCache): ~3 KB each.
 DEFAULT_FOLD_CACHE = 50_000
+# Where a batch is folded into the customer hashes: "redis" (the APPLY script, see lua_apply) or "worker"
+# (hash_fold, then the COMMIT script). Both keep the same hashes.
+FOLDS = ("redis", "worker")
+DEFAULT_FOLD = "redis"
 
 
 class _Fold:
@@ -144,13 +148,18 @@ class RedisStateStore:
         shards: int = DEFAULT_SHARDS,
         sweep_lease_ms: int = DEFAULT_SWEEP_LEASE_MS,
         fold_cache: int = DEFAULT_FOLD_CACHE,
+        fold: str = DEFAULT_FOLD,
     ) -> None:
+        if fold not in FOLDS:
+            raise StateStoreError(f"unknown fold {fold!r}: use one of {', '.join(FOLDS)}")
+        self.fold = fold
         self._redis = client
         self._cluster = isinstance(client, RedisCluster)
         self.keys = KeySpace(prefix, shards)
         self._ttl = dedupe_ttl_s
         self._lease_ms = sweep_lease_ms
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.apply_script = _Script(lua.APPLY)
         self._commit = _Script(lua.COMMIT)
         self._view = _Script(lua.VIEW)
         self._finalize = _Script(lua.FINALIZE)
@@ -173,11 +182,18 @@ class RedisStateStore:
         dedupe_ttl_s: int = DEFAULT_DEDUPE_TTL_S,
         shards: int = DEFAULT_SHARDS,
         fold_cache: int = DEFAULT_FOLD_CACHE,
+        fold: str = DEFAULT_FOLD,
         **client_kwargs: Any,
     ) -> RedisStateStore:
         """Connect lazily to ``redis://``, ``rediss://`` or ``redis+cluster://`` (auth, TLS in ``client_kwargs``)."""
         client = async_client(url, **client_kwargs)
-        return cls(client, prefix=prefix, dedupe_ttl_s=dedupe_ttl_s, shards=shards, fold_cache=fold_cache)
+        return cls(client, prefix=prefix, dedupe_ttl_s=dedupe_ttl_s, shards=shards, fold_cache=fold_cache,
+                   fold=fold)  # fmt: skip
+
+    @staticmethod
+    def new_keys() -> _Keys:
+        """An empty KEYS list for one script call."""
+        return _Keys()
 
     # -- running scripts ---------------------------------------------------------------------------------
 
@@ -237,7 +253,8 @@ class RedisStateStore:
     async def apply(self, events: Sequence[Event], with_categories: bool = False) -> ApplyResult:
         """Fold a batch in; see :class:`~segstream.streams.state.base.StateStore`.
 
-        One pipelined read (watermarks, markers, the customers whose fold is not kept), the fold in Python,
+        With the fold in Redis, one APPLY call (per shard on a cluster). With the fold in the worker: one
+        pipelined read (watermarks, markers, the customers whose fold is not kept), the fold in Python,
         then one COMMIT per call that writes only if no other writer folded into these customers meanwhile
         and answers their segment records; a call that lost that race reads and folds again.
         """
@@ -251,8 +268,14 @@ class RedisStateStore:
             self._customer_of[event.event_id] = event.customer_id
         # A cluster takes one call per shard (its keys share a slot); one Redis takes the whole batch in one.
         pending = [[item] for item in by_shard.items()] if self._cluster else [list(by_shard.items())]
-        delivered: dict[str, Delivery] = {}
-        views: dict[str, CustomerView] = {}
+        if self.fold == "redis":
+            calls, customers_of_call, events_of_call = apply_calls(self, pending, as_of, with_categories)
+            delivered, views, stored_wm = read_replies(await self._run(calls), customers_of_call, events_of_call)
+            self._known_wm = max(as_of, stored_wm)
+            merged = [Delivery.DONE if i in repeats else delivered[e.event_id] for i, e in enumerate(events)]
+            return ApplyResult(merged, as_of, views)
+        delivered = {}
+        views = {}
         stored_wm = as_of
         for _ in range(COMMIT_ATTEMPTS):
             reads = await self._read(pending, with_categories)
@@ -480,7 +503,7 @@ class RedisStateStore:
                   [as_of, len(cids)]) for cids in groups]  # fmt: skip
         views: dict[str, CustomerView] = {}
         for rows, cids in zip(await self._run(calls), groups, strict=True):
-            views.update(_views(rows, dict(enumerate(cids, 1))))
+            views.update(views_of_rows(rows, dict(enumerate(cids, 1))))
         return views
 
     async def set_profiles(self, profiles: Mapping[str, Mapping[str, Any] | None]) -> None:
@@ -550,6 +573,11 @@ class RedisStateStore:
         """Customers whose next inactivity check is due, over every shard, earliest first."""
         return await self._due(range(self.keys.shards), as_of_ms, limit)
 
+    async def claim_forecast(self, lease_ms: int) -> bool:
+        """Take or renew the forecast lease (the same script as the sweep leases)."""
+        reply = await self._run([(self._claim, [self.keys.forecast_lease], [self._owner, int(lease_ms)])])
+        return bool(int(reply[0]))
+
     async def claim_due(self, as_of_ms: int, limit: int) -> list[str]:
         """Due customers of the shards whose sweep lease this store holds (taking free leases first)."""
         shards = range(self.keys.shards)
@@ -586,30 +614,6 @@ class RedisStateStore:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._redis.aclose()
-
-
-def _views(flat: list[Any], customer_at: Mapping[int, str]) -> dict[str, CustomerView]:
-    """Rows the scripts returned as (KEYS index of the customer hash, row) pairs, as views by customer."""
-    views: dict[str, CustomerView] = {}
-    n = len(AGGREGATE_FIELDS)
-    for i in range(0, len(flat), 2):
-        cid, row = customer_at[int(flat[i])], flat[i + 1]
-        # Lua integers arrive as ints already; the segment fields are strings, and int() takes bytes too.
-        sg, sp, sn, sv, sa, sd = row[n : n + 6]
-        categories = None
-        if len(row) > n + 6:
-            pairs = row[n + 6]
-            categories = {_text(pairs[j]): int(pairs[j + 1]) for j in range(0, len(pairs), 2)}
-        record = SegmentRecord(
-            int(sg) if sg else None,
-            int(sp) if sp else None,
-            int(sn) if sn else 0,
-            sv.decode() if isinstance(sv, bytes) else sv,
-            int(sa) if sa else 0,
-            int(sd) if sd else 0,
-        )
-        views[cid] = CustomerView(cid, AggregateRow(row[:n]), record, categories)
-    return views
 
 
 def _segment_record(fields: Sequence[bytes | str | None]) -> SegmentRecord:

@@ -93,3 +93,32 @@ def test_refresh_if_due_refits_only_for_a_new_day_or_a_new_model(tmp_path):
     first, new_day, same_day, new_model, stale = asyncio.run(go())
     assert first is not None and new_day is not None and same_day is None
     assert new_model is not None and new_model["model_version"] == "v2" and stale is not None
+
+
+def test_a_worker_without_the_forecast_lease_publishes_nothing_and_refreshes_once_it_holds_it(tmp_path):
+    bundle = make_bundle(tmp_path, extra_files={"daily_sales.csv": history_csv(30)})
+    model = ActiveModel("v1", bundle, serving())
+
+    class Shared(MemoryStateStore):
+        """A store whose forecast lease another worker holds until ``held`` says otherwise."""
+
+        held = False
+        asked: list[int] = []
+
+        async def claim_forecast(self, lease_ms: int) -> bool:
+            self.asked.append(lease_ms)
+            return self.held
+
+    async def go():
+        store, producer = Shared(), FakeProducer()
+        refresher = ForecastRefresher(store, producer, "f", horizon_days=3, models=["seasonal_naive"], lease_ms=180_000)
+        outcomes = [await refresher.refresh_if_due(model)]
+        published = len(producer.values("f"))
+        store.held = True  # the holder died and its lease ran out
+        outcomes.append(await refresher.refresh_if_due(model))
+        return outcomes, published, producer, store
+
+    (standing_by, took_over), published_before, producer, store = asyncio.run(go())
+    assert standing_by is None and published_before == 0
+    assert took_over is not None and len(producer.values("f")) == len(took_over["rows"]) > 0
+    assert store.asked == [180_000, 180_000]
