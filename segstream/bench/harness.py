@@ -258,6 +258,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _m: None)
                 results["training"] = time_training(config.train_events, work_dir, config.seed)
             results["settings_used"] = report.settings_used(settings, ctx)
             results["settings_used"]["redis"] = _redis_config(settings.redis.url, settings.redis.client_kwargs())
+            results["settings_used"]["redis"]["fold"] = settings.redis.fold  # SEGSTREAM_REDIS_FOLD
             if config.memory_customers > 0:
                 say(f"Redis memory at {config.memory_customers:,} customers")
                 if not config.use_running:  # only our own servers: no AOF while loading (same bytes, faster)

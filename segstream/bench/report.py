@@ -169,8 +169,10 @@ def _redis_topology_row(report: dict[str, Any]) -> tuple[str, str, str] | None:
         return None
     value = ("single server" if redis["kind"] == "single"
              else f"cluster, {redis.get('masters')} masters + {redis.get('replicas')} replicas")  # fmt: skip
-    fsync = ((report.get("settings") or {}).get("redis") or {}).get("appendfsync")
-    note = "; ".join(filter(None, [f"appendfsync {fsync}" if fsync else "", _redis_servers_note(redis)]))
+    used = (report.get("settings") or {}).get("redis") or {}
+    fsync, fold = used.get("appendfsync"), used.get("fold")
+    note = "; ".join(filter(None, [f"fold in {fold}" if fold else "", f"appendfsync {fsync}" if fsync else "",
+                                   _redis_servers_note(redis)]))  # fmt: skip
     return "Redis", value, note
 
 

@@ -24,11 +24,13 @@ def _envs(embedded_stack, root, workdir, n: int, extra: dict[str, str]) -> list[
     return [first] + [WorkerEnv(embedded_stack, root, workdir, extra=extra, tag=first.tag) for _ in range(n - 1)]
 
 
+@pytest.mark.parametrize("fold", ["redis", "worker"])
 def test_two_workers_on_a_cluster_keep_parity_through_a_sigkill_and_a_failover(
-    embedded_stack, redis_cluster, tmp_path_factory, tmp_path
+    embedded_stack, redis_cluster, tmp_path_factory, tmp_path, fold
 ):
     events, root = trained(tmp_path_factory.getbasetemp() / "trained", customers=800, seed=7)
-    a, b = _envs(embedded_stack, root, tmp_path, 2, {"SEGSTREAM_REDIS_URL": redis_cluster.url})
+    extra = {"SEGSTREAM_REDIS_URL": redis_cluster.url, "SEGSTREAM_REDIS_FOLD": fold}
+    a, b = _envs(embedded_stack, root, tmp_path, 2, extra)
     a.create_topics(partitions=8)
     client = sync_client(redis_cluster.url)
     records = records_from_frame(events, sort=False)

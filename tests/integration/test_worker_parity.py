@@ -16,6 +16,7 @@ import signal
 import time
 
 import numpy as np
+import pytest
 import redis
 from click.testing import CliRunner
 
@@ -29,10 +30,11 @@ from segstream.streams.state import open_store
 from tests.integration.worker_support import WorkerEnv, done_count, read_topic, stop, trained, wait_until
 
 
-def test_parity_after_shuffled_duplicated_replay_and_sigkill(embedded_stack, tmp_path_factory, tmp_path):
+@pytest.mark.parametrize("fold", ["redis", "worker"])  # SEGSTREAM_REDIS_FOLD: in Redis (Lua) or in the worker
+def test_parity_after_shuffled_duplicated_replay_and_sigkill(embedded_stack, tmp_path_factory, tmp_path, fold):
     started = time.perf_counter()
     events, models_root = trained(tmp_path_factory.getbasetemp() / "trained", customers=1500, seed=11)
-    env = WorkerEnv(embedded_stack, models_root, tmp_path)
+    env = WorkerEnv(embedded_stack, models_root, tmp_path, extra={"SEGSTREAM_REDIS_FOLD": fold})
     env.create_topics(partitions=4)
     client = redis.Redis.from_url(embedded_stack.redis_url)
 

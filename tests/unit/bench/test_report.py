@@ -193,3 +193,7 @@ def test_on_a_cluster_the_rows_say_what_the_redis_figures_sum_over():
     single = {name: (value, note) for name, value, note in report.rows(report.build(
         {**FULL, "redis": {"kind": "single", "masters": 1, "replicas": 0}}))}  # fmt: skip
     assert single["Redis"] == ("single server", "")
+    worker_fold = {name: (value, note) for name, value, note in report.rows(report.build(
+        {**FULL, "redis": {"kind": "single", "masters": 1, "replicas": 0},
+         "settings_used": {"redis": {"appendfsync": "always", "fold": "worker"}}}))}  # fmt: skip
+    assert worker_fold["Redis"] == ("single server", "fold in worker; appendfsync always")
