@@ -65,7 +65,7 @@ from segstream.streams.state.lua_apply import apply_calls, read_replies, views_o
 DEFAULT_SWEEP_LEASE_MS = 30_000
 # How often apply reads and folds again when another writer folded into its customers first.
 COMMIT_ATTEMPTS = 10
-# Customers whose parsed fold the store keeps between batches (see hash_fold.FoldCache): ~3 KB each.
+# Customers whose parsed fold the store keeps between batches (see hash_fold.FoldCache): ~3.4 KB each.
 DEFAULT_FOLD_CACHE = 50_000
 # Where a batch is folded into the customer hashes: "redis" (the APPLY script, see lua_apply) or "worker"
 # (hash_fold, then the COMMIT script). Both keep the same hashes.
