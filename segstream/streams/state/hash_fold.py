@@ -22,7 +22,6 @@ from segstream.models.features import DAY_MS, NO_TIMESTAMP, WINDOWS_DAYS
 # now: a hash that still has it loses it on its next write.
 assert len(WINDOWS_DAYS) == 3 and list(WINDOWS_DAYS) == sorted(WINDOWS_DAYS)  # the unrolled sums below
 _LUA_CACHE_FIELDS = frozenset({b"wd", b"wc", *(f"w{k}".encode() for k in range(1, 2 * len(WINDOWS_DAYS) + 1))})
-SEGMENT_FIELDS = (b"sg", b"sp", b"sn", b"sv", b"sa", b"sd")
 _D, _Q, _COLON = ord("d"), ord("q"), ord(":")
 _SCALARS = ("lt", "ft", "fp", "lp", "p", "g", "n", "r", "rc")
 
