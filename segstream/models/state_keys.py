@@ -7,9 +7,9 @@ slot and the same scripts run on one Redis and on a cluster. A customer belongs 
 ``{prefix}:v2:{<tag>}:c:<customer>``  hash: the fold (ft lt fp lp p g n r rc, day buckets ``d:<day>`` net
                                       cents and ``q:<day>`` purchases), the segment record (sg sp sn sv sa
                                       sd) and the event time each campaign last fired for the customer
-                                      (``k.<campaign>``). Hashes written before 2026-12-07 may still hold
-                                      the Lua fold's window-sum cache (w1..w6, wd, wc): the worker drops it
-                                      on the customer's next event
+                                      (``k.<campaign>``). The Lua fold (SEGSTREAM_REDIS_FOLD=redis) also
+                                      keeps its window-sum cache (w1..w6 as of day wd, valid while wc = p + r);
+                                      the worker's fold drops it on the customer's next event
 ``{prefix}:v2:{<tag>}:e:<event_id>``  string with a TTL: "1" applied, "2" done (the dedupe marker; in the
                                       shard of the event's customer)
 ``{prefix}:v2:{<tag>}:h:<customer>``  list: the latest segment changes as JSON, newest first

@@ -1,7 +1,7 @@
-"""A batch folded into one customer's stored hash, in the worker (the hash fields of key layout v2).
+"""A batch folded into one customer's stored hash, in the worker (SEGSTREAM_REDIS_FOLD=worker; layout v2).
 
-The fold used to run inside Redis as Lua. In the store-only probe that cost Redis ~56 us per event, most of
-it interpreting Lua rather than running the commands Lua called. Now the worker parses the customer's hash
+The Lua fold (the default) costs Redis ~58 us per event in the store-only bench, most of it interpreting Lua
+rather than running the commands Lua calls. With this one the worker parses the customer's hash
 once (:func:`parse_hash`), folds each batch into the parsed form (:func:`fold`) and Redis only commits the
 result with a check that nothing else folded into it meanwhile (:data:`segstream.streams.state.lua.COMMIT`).
 The parsed form is what the store keeps between batches (:class:`FoldCache`), so a customer seen again is
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from segstream.models.customer_state import BUCKET_RETENTION_DAYS
 from segstream.models.features import DAY_MS, NO_TIMESTAMP, WINDOWS_DAYS
 
-# The window-sum cache the Lua fold kept (w1..w6 as of day wd, valid while wc = p + r). Nothing reads it
-# now: a hash that still has it loses it on its next write.
+# The window-sum cache the Lua fold keeps (w1..w6 as of day wd, valid while wc = p + r). This fold does not
+# keep it: a hash that has it loses it on its next write here (the Lua fold rebuilds it when it sees wc stale).
 assert len(WINDOWS_DAYS) == 3 and list(WINDOWS_DAYS) == sorted(WINDOWS_DAYS)  # the unrolled sums below
 _LUA_CACHE_FIELDS = frozenset({b"wd", b"wc", *(f"w{k}".encode() for k in range(1, 2 * len(WINDOWS_DAYS) + 1))})
 _D, _Q, _COLON = ord("d"), ord("q"), ord(":")

@@ -78,22 +78,29 @@ def views_of_rows(flat: list[Any], customer_at: Mapping[int, str]) -> dict[str, 
     for i in range(0, len(flat), 2):
         cid, row = customer_at[int(flat[i])], flat[i + 1]
         # Lua integers arrive as ints already; the segment fields are strings, and int() takes bytes too.
-        sg, sp, sn, sv, sa, sd = row[n : n + 6]
         categories = None
         if len(row) > n + 6:
             pairs = row[n + 6]
-            categories = {_text(pairs[j]): int(pairs[j + 1]) for j in range(0, len(pairs), 2)}
-        record = SegmentRecord(
-            int(sg) if sg else None,
-            int(sp) if sp else None,
-            int(sn) if sn else 0,
-            sv.decode() if isinstance(sv, bytes) else sv,
-            int(sa) if sa else 0,
-            int(sd) if sd else 0,
-        )
+            categories = {text(pairs[j]): int(pairs[j + 1]) for j in range(0, len(pairs), 2)}
+        record = segment_record(row[n : n + 6])
         views[cid] = CustomerView(cid, AggregateRow(row[:n]), record, categories)
     return views
 
 
-def _text(value: bytes | str) -> str:
+def segment_record(fields: Sequence[bytes | str | None]) -> SegmentRecord:
+    """The stored segment record from its fields sg sp sn sv sa sd, as the scripts return them (each empty or
+    None where absent)."""
+    sg, sp, sn, sv, sa, sd = fields
+    return SegmentRecord(
+        int(sg) if sg else None,
+        int(sp) if sp else None,
+        int(sn) if sn else 0,
+        text(sv) if sv is not None else "",
+        int(sa) if sa else 0,
+        int(sd) if sd else 0,
+    )
+
+
+def text(value: bytes | str) -> str:
+    """A reply value as text (redis-py answers bytes, a Lua string may arrive as str)."""
     return value.decode() if isinstance(value, bytes) else value

@@ -1,12 +1,13 @@
-"""The Redis state store: a batch is one pipelined read, one Lua commit and one Lua finalize (on Redis Cluster,
-one commit and one finalize per shard).
+"""The Redis state store: a batch is one Lua fold (or a read, a fold in the worker and a Lua commit) and one
+Lua finalize; on Redis Cluster, one call of each per shard.
 
-The fold runs in the worker (:mod:`segstream.streams.state.hash_fold`): apply reads the batch's markers and
-customers with plain commands, folds the events in Python and commits the result with a script that writes
-only if no other writer folded into those customers meanwhile (optimistic concurrency on the customer's
-event count), so state stays exactly-once with several workers and through rebalances. The worker keeps
-the parsed fold of the customers it folded lately, so a customer seen again is not read before its fold:
-the commit checks it and answers the customer's segment record.
+Where the fold runs is a setting (``SEGSTREAM_REDIS_FOLD``). By default (``redis``) one Lua APPLY call folds
+a batch inside Redis (:mod:`segstream.streams.state.lua_apply`). With ``worker``, apply reads the batch's
+markers and the customers it does not keep with plain commands, folds the events in Python
+(:mod:`segstream.streams.state.hash_fold`) and commits with a script that writes only if no other writer
+folded into those customers meanwhile (optimistic concurrency on the customer's event count), so state
+stays exactly-once with several workers and through rebalances; a customer whose parsed fold the worker
+keeps is not read before its fold: the commit checks it and answers the customer's segment record.
 
 A shard's keys share one hash slot (see :mod:`segstream.models.state_keys`) and every script declares all
 the keys it touches, so the same scripts run on one Redis (all of a batch's shards in one call: a single
@@ -54,13 +55,13 @@ from segstream.streams.state.base import (
     CustomerView,
     Delivery,
     Finalization,
-    SegmentRecord,
     StateStoreError,
 )
 from segstream.streams.state.dedupe import mark_repeats_in_batch
 from segstream.streams.state.hash_fold import FoldCache, StoredFold, parse_hash
 from segstream.streams.state.hash_fold import fold as fold_state
-from segstream.streams.state.lua_apply import apply_calls, read_replies, views_of_rows
+from segstream.streams.state.lua_apply import apply_calls, read_replies, segment_record, views_of_rows
+from segstream.streams.state.lua_apply import text as _text
 
 DEFAULT_SWEEP_LEASE_MS = 30_000
 # How often apply reads and folds again when another writer folded into its customers first.
@@ -294,7 +295,7 @@ class RedisStateStore:
                 delivered.update(fold.delivered)
                 for (cid, row, categories), record in zip(fold.rows, reply[1], strict=True):
                     if row is not None:  # record: p r sg sp sn sv sa sd as they are now
-                        views[cid] = CustomerView(cid, AggregateRow(row), _segment_record(record[2:]), categories)
+                        views[cid] = CustomerView(cid, AggregateRow(row), segment_record(record[2:]), categories)
             if not lost:
                 break
             pending = lost
@@ -616,19 +617,6 @@ class RedisStateStore:
         await self._redis.aclose()
 
 
-def _segment_record(fields: Sequence[bytes | str | None]) -> SegmentRecord:
-    """The stored segment record (sg sp sn sv sa sd, each None where absent)."""
-    sg, sp, sn, sv, sa, sd = fields
-    return SegmentRecord(
-        int(sg) if sg else None,
-        int(sp) if sp else None,
-        int(sn) if sn else 0,
-        _text(sv) if sv is not None else "",
-        int(sa) if sa else 0,
-        int(sd) if sd else 0,
-    )
-
-
 def _raised_inside_redis_py(exc: BaseException) -> bool:
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
@@ -640,5 +628,3 @@ def _opt(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
