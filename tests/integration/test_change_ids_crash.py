@@ -1,6 +1,11 @@
 """A worker SIGKILLed between sending a batch's outputs and finalizing it re-emits that batch's segment
 changes after the restart (outputs are at-least-once); every copy carries the same ``change_id``, so a
 consumer that dedupes on it sends one campaign per change.
+
+Batches form by timing, so the redelivered events need not form the killed batch again: a customer whose
+events are split differently can be evaluated on fewer of them, and a change the killed batch sent may then
+not recur (docs/contracts.md). The test holds what is guaranteed whatever the split: the store's history was
+all sent, anything sent beyond it came from the killed batch, and a change sent twice has one id.
 """
 
 from __future__ import annotations
@@ -56,12 +61,16 @@ def test_a_change_re_emitted_after_a_crash_keeps_its_id(embedded_stack, redis_cl
     # One id, one transition. The copy may name a later event_id: the redelivered batch can hold more of the
     # customer's events than the killed one did, but it starts at the same first new event (the id's basis).
     assert all(len(v) == 1 for v in by_id.values()), "one id, one change"
-    # Deduped on change_id, the changes are exactly the ones the store recorded (each once).
+    # Deduped on change_id, every change the store recorded was sent (each once in the history); a change sent
+    # but not recorded can only be one the killed batch sent and the redelivery did not make again.
     keys = KeySpace(resumed.prefix)
     history = []
     for cid in some["customer_id"].unique():
         history += [json.loads(h) for h in redis_client.lrange(keys.history(cid), 0, -1)]
-    assert sorted(copies) == sorted(h["change_id"] for h in history)
+    recorded = [h["change_id"] for h in history]
+    assert len(recorded) == len(set(recorded)), "a change recorded twice"
+    assert set(recorded) <= set(copies), "a recorded change that was never sent"
+    assert set(copies) - set(recorded) <= {c["change_id"] for c in before}, "an unrecorded change not from the kill"
 
     # Campaign triggers: re-emitted with the re-emitted change, under the same trigger_id; deduped on it, each
     # (customer, campaign, change) fired once, and the cooldown state the store holds matches.
@@ -73,7 +82,8 @@ def test_a_change_re_emitted_after_a_crash_keeps_its_id(embedded_stack, redis_cl
     for t in triggers:
         per_id[t["trigger_id"]].add((t["customer_id"], t["campaign"], t["change_id"]))
     assert all(len(v) == 1 for v in per_id.values())
-    unique = {t["trigger_id"]: t for t in triggers}.values()
+    # the cooldowns the store holds come from the recorded changes' triggers
+    unique = [t for t in {t["trigger_id"]: t for t in triggers}.values() if t["change_id"] in set(recorded)]
     last = {}
     for t in sorted(unique, key=lambda t: t["event_time_ms"]):
         last[(t["customer_id"], t["campaign"])] = t["event_time_ms"]
