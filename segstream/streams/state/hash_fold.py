@@ -24,6 +24,7 @@ assert len(WINDOWS_DAYS) == 3 and list(WINDOWS_DAYS) == sorted(WINDOWS_DAYS)  # 
 _LUA_CACHE_FIELDS = frozenset({b"wd", b"wc", *(f"w{k}".encode() for k in range(1, 2 * len(WINDOWS_DAYS) + 1))})
 _D, _Q, _COLON = ord("d"), ord("q"), ord(":")
 _SCALARS = ("lt", "ft", "fp", "lp", "p", "g", "n", "r", "rc")
+_NO_DAY = 1 << 62  # the "earliest day" of no buckets: later than any horizon
 
 
 @dataclass(slots=True)
@@ -38,7 +39,8 @@ class StoredFold:
         version: ``p`` and ``r`` as stored (``""`` where absent): a commit goes ahead only if they still hold.
             p + r counts the events folded in, so every fold changes one of them.
         legacy: Fields of the old Lua cache still in the hash, dropped on the next write.
-        pruned: The horizon no day bucket is at or below (None: not known, as for a hash just read).
+        oldest: The earliest day a bucket holds (:data:`_NO_DAY` with none; None: not known, as for a hash just
+            read). Buckets are pruned only once the horizon reaches it, so most folds never look for stale days.
     """
 
     scalars: tuple[int, int, int, int, int, int, int, int, int]
@@ -47,7 +49,7 @@ class StoredFold:
     qty: dict[int, int]
     version: tuple[str, str]
     legacy: list[bytes]
-    pruned: int | None = field(default=None, compare=False)
+    oldest: int | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -148,11 +150,30 @@ def fold(state: StoredFold, events: Sequence[tuple[int, int]], as_of_ms: int) ->
             if fp != NO_TIMESTAMP:
                 writes += ("fp", fp, "lp", lp)
         else:
-            for name, before, after in zip(_SCALARS, old, (lt, ft, fp, lp, p, g, n, r, rc), strict=True):
-                if after != before:
-                    writes += (name, after)
+            # unrolled: this runs once per customer and batch, and a zip over the nine scalars cost more
+            if lt != old[0]:
+                writes += ("lt", lt)
+            if ft != old[1]:
+                writes += ("ft", ft)
+            if fp != old[2]:
+                writes += ("fp", fp)
+            if lp != old[3]:
+                writes += ("lp", lp)
+            if p != old[4]:
+                writes += ("p", p)
+            if g != old[5]:
+                writes += ("g", g)
+            if n != old[6]:
+                writes += ("n", n)
+            if r != old[7]:
+                writes += ("r", r)
+            if rc != old[8]:
+                writes += ("rc", rc)
     # Buckets at or below the horizon are out of every window as of any T at or after the latest event: they
     # are deleted, and a new event on such a day is never written.
+    oldest = state.oldest
+    if oldest is None:
+        oldest = min(min(net, default=_NO_DAY), min(qty, default=_NO_DAY))
     horizon = lt // DAY_MS - BUCKET_RETENTION_DAYS if present else None
     for buckets, new, prefix in ((net, new_net, "d:"), (qty, new_qty, "q:")):
         for day, v in new.items():
@@ -160,29 +181,40 @@ def fold(state: StoredFold, events: Sequence[tuple[int, int]], as_of_ms: int) ->
                 continue
             total = buckets[day] = buckets.get(day, 0) + v
             writes += (f"{prefix}{day}", total)
-    if horizon is not None and (state.pruned is None or horizon > state.pruned):
-        # Only days above the horizon the state was last pruned to can be left: look for them only then.
+            if day < oldest:
+                oldest = day
+    if horizon is not None and oldest <= horizon:
         for buckets, prefix in ((net, "d:"), (qty, "q:")):
             gone = [day for day in buckets if day <= horizon]
             for day in gone:
                 del buckets[day]
                 deletes.append(f"{prefix}{day}".encode())
+        oldest = min(min(net, default=_NO_DAY), min(qty, default=_NO_DAY))
     as_of_day = as_of_ms // DAY_MS
     low_short, low_mid, low_long = (as_of_day - w for w in WINDOWS_DAYS)
     sums = []
     for buckets in (net, qty):
-        short = mid = long = 0
-        for day, v in buckets.items():
-            if day > low_long:
-                long += v
+        short = mid = 0
+        if oldest > low_long:  # every bucket is in the longest window (the usual case): C sums it
+            long = sum(buckets.values())
+            for day, v in buckets.items():
                 if day > low_mid:
                     mid += v
                     if day > low_short:
                         short += v
+        else:
+            long = 0
+            for day, v in buckets.items():
+                if day > low_long:
+                    long += v
+                    if day > low_mid:
+                        mid += v
+                        if day > low_short:
+                            short += v
         sums += (short, mid, long)
     scalars = (lt, ft, fp, lp, p, g, n, r, rc)
     version = (str(p), str(r)) if events else state.version
-    after = StoredFold(scalars, present, net, qty, version, [] if events else state.legacy, horizon)
+    after = StoredFold(scalars, present, net, qty, version, [] if events else state.legacy, oldest)
     return FoldedCustomer([ft, lt, fp, lp, p, g, n, r, rc, *sums], state.version, writes, deletes, after)
 
 
