@@ -31,7 +31,7 @@ def apply_calls(
 ) -> tuple[list[Any], list[dict[int, str]], list[list[Event]]]:
     """The APPLY calls for a batch (one per group of shards), with what is needed to read their replies."""
     calls, customers_of_call, events_of_call = [], [], []
-    root_of, ttl = store.keys.shard_roots, store._ttl
+    root_of, ttl = store.keys.shard_roots, store.dedupe_ttl_s
     for group in groups:
         keys = store.new_keys()
         customer_at: dict[int, str] = {}

@@ -157,7 +157,7 @@ class RedisStateStore:
         self._redis = client
         self._cluster = isinstance(client, RedisCluster)
         self.keys = KeySpace(prefix, shards)
-        self._ttl = dedupe_ttl_s
+        self.dedupe_ttl_s = dedupe_ttl_s
         self._lease_ms = sweep_lease_ms
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.apply_script = _Script(lua.APPLY)
@@ -409,7 +409,7 @@ class RedisStateStore:
         category_adds = [[keys(categories_key(root_of[cid], cid)),
                           [v for pair in add.items() for v in pair]] for cid, add in splits.items()]  # fmt: skip
         payload = orjson.dumps({"c": customers, "m": new_markers, "w": wm_keys, "k": category_adds})
-        fold.call = (keys.keys, [self._ttl, as_of, payload])
+        fold.call = (keys.keys, [self.dedupe_ttl_s, as_of, payload])
         return fold
 
     async def finalize(self, batch: Finalization) -> None:
@@ -472,11 +472,11 @@ class RedisStateStore:
         if not parts:
             calls = []
         elif shared is None:
-            calls = [(self._finalize, p.keys.keys, [self._ttl, HISTORY_LENGTH, _finalize_payload([p])])
+            calls = [(self._finalize, p.keys.keys, [self.dedupe_ttl_s, HISTORY_LENGTH, _finalize_payload([p])])
                      for p in parts.values()]  # fmt: skip
         else:
             payload = _finalize_payload(list(parts.values()))
-            calls = [(self._finalize, shared.keys, [self._ttl, HISTORY_LENGTH, payload])]
+            calls = [(self._finalize, shared.keys, [self.dedupe_ttl_s, HISTORY_LENGTH, payload])]
         await self._run(calls)
         if batch.done_event_ids:
             # Kept for one more finalize, so a finalize retried after it succeeded still finds its shards.
