@@ -150,25 +150,9 @@ def fold(state: StoredFold, events: Sequence[tuple[int, int]], as_of_ms: int) ->
             if fp != NO_TIMESTAMP:
                 writes += ("fp", fp, "lp", lp)
         else:
-            # unrolled: this runs once per customer and batch, and a zip over the nine scalars cost more
-            if lt != old[0]:
-                writes += ("lt", lt)
-            if ft != old[1]:
-                writes += ("ft", ft)
-            if fp != old[2]:
-                writes += ("fp", fp)
-            if lp != old[3]:
-                writes += ("lp", lp)
-            if p != old[4]:
-                writes += ("p", p)
-            if g != old[5]:
-                writes += ("g", g)
-            if n != old[6]:
-                writes += ("n", n)
-            if r != old[7]:
-                writes += ("r", r)
-            if rc != old[8]:
-                writes += ("rc", rc)
+            for name, before, after in zip(_SCALARS, old, (lt, ft, fp, lp, p, g, n, r, rc), strict=True):
+                if after != before:
+                    writes += (name, after)
     # Buckets at or below the horizon are out of every window as of any T at or after the latest event: they
     # are deleted, and a new event on such a day is never written.
     oldest = state.oldest
