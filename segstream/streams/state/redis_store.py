@@ -18,12 +18,13 @@ concurrently).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import socket
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -220,16 +221,8 @@ class RedisStateStore:
         if not calls:
             return []
         if self._cluster:
-            try:
+            with _topology_change_as_connection_error():
                 return list(await asyncio.gather(*(self._run_one(s, k, a) for s, k, a in calls)))
-            except AttributeError as exc:
-                # redis-py 8.1's asyncio cluster client can hand out a connection that a topology refresh
-                # (a failover) closed under it ('NoneType' has no 'writelines'). The calls are idempotent, so
-                # report it as the connection error it is and let the caller's retry run them again; an
-                # AttributeError raised anywhere but inside redis-py stays what it is.
-                if not _raised_inside_redis_py(exc):
-                    raise
-                raise RedisConnectionError(f"connection closed by a cluster topology change ({exc})") from exc
         async with self._redis.pipeline(transaction=False) as pipe:
             for script, keys, args in calls:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
@@ -272,12 +265,22 @@ class RedisStateStore:
         if self.fold == "redis":
             calls, customers_of_call, events_of_call = apply_calls(self, pending, as_of, with_categories)
             delivered, views, stored_wm = read_replies(await self._run(calls), customers_of_call, events_of_call)
-            self._known_wm = max(as_of, stored_wm)
-            merged = [Delivery.DONE if i in repeats else delivered[e.event_id] for i, e in enumerate(events)]
-            return ApplyResult(merged, as_of, views)
-        delivered = {}
-        views = {}
-        stored_wm = as_of
+        else:
+            delivered, views, stored_wm = await self._fold_and_commit(pending, as_of, with_categories)
+        self._known_wm = max(as_of, stored_wm)
+        merged = [Delivery.DONE if i in repeats else delivered[e.event_id] for i, e in enumerate(events)]
+        return ApplyResult(merged, as_of, views)
+
+    async def _fold_and_commit(
+        self, pending: list[list[tuple[int, list[Event]]]], as_of: int, with_categories: bool
+    ) -> tuple[dict[str, Delivery], dict[str, CustomerView], int]:
+        """The worker's fold: read, fold in Python, COMMIT; the calls that lost a race to another writer again.
+
+        Returns what each event was, the customers' views and the largest watermark a shard had stored.
+        """
+        delivered: dict[str, Delivery] = {}
+        views: dict[str, CustomerView] = {}
+        stored_wm = 0
         for _ in range(COMMIT_ATTEMPTS):
             reads = await self._read(pending, with_categories)
             folds = [self._fold(g, read, as_of) for g, read in zip(pending, reads, strict=True)]
@@ -304,9 +307,7 @@ class RedisStateStore:
                 f"customers of this batch kept changing under this worker ({COMMIT_ATTEMPTS} tries): another "
                 "worker is folding the same customers (a rebalance that does not settle?)"
             )
-        self._known_wm = stored_wm
-        merged = [Delivery.DONE if i in repeats else delivered[e.event_id] for i, e in enumerate(events)]
-        return ApplyResult(merged, as_of, views)
+        return delivered, views, stored_wm
 
     async def _read(self, groups: Sequence[Sequence[tuple[int, list[Event]]]], with_categories: bool) -> list[Any]:
         """Per group: its shards' watermarks, its events' markers, the customers it has no fold of (and categories).
@@ -345,12 +346,8 @@ class RedisStateStore:
                     for cid in key_of:
                         pipe.hgetall(categories_key(root_of[cid], cid))
                 layouts.append((len(group), key_of, root_of, kept, missing))
-            try:
+            with _topology_change_as_connection_error():
                 replies = await pipe.execute()
-            except AttributeError as exc:  # see _run: a connection closed by a cluster topology change
-                if not _raised_inside_redis_py(exc):
-                    raise
-                raise RedisConnectionError(f"connection closed by a cluster topology change ({exc})") from exc
         out, at = [], 0
         for (shards, key_of, root_of, kept, missing), names in zip(layouts, names_of, strict=True):
             values = replies[at]
@@ -615,6 +612,22 @@ class RedisStateStore:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._redis.aclose()
+
+
+@contextlib.contextmanager
+def _topology_change_as_connection_error() -> Iterator[None]:
+    """Report a connection closed by a cluster topology change as the connection error it is.
+
+    redis-py 8.1's asyncio cluster client can hand out a connection that a topology refresh (a failover)
+    closed under it ('NoneType' has no 'writelines'). The store's calls are idempotent, so the caller's retry
+    runs them again; an AttributeError raised anywhere but inside redis-py stays what it is.
+    """
+    try:
+        yield
+    except AttributeError as exc:
+        if not _raised_inside_redis_py(exc):
+            raise
+        raise RedisConnectionError(f"connection closed by a cluster topology change ({exc})") from exc
 
 
 def _raised_inside_redis_py(exc: BaseException) -> bool:
