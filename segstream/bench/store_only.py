@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from segstream.bench.procs import free_port
+from segstream.bench.redis_cost import RedisSnapshot, cost_per_event, snapshot_of
 from segstream.models.features import DAY_MS
 
 _WARM_UP = 0.1
@@ -118,17 +119,17 @@ async def _one_run(events: list[Any], batch: int, fold: str, fold_cache: int, cu
         _wait_for(client)
         warm = int(len(events) * _WARM_UP)
         await _drive(store, events[:warm], batch)
-        client.config_resetstat()
-        cpu0, aof0, mine0 = _redis_cpu(client), _aof(client), time.process_time()
+        before, mine0 = _snapshot(client), time.process_time()
         await _drive(store, events[warm:], batch)
-        cpu1, aof1, mine1 = _redis_cpu(client), _aof(client), time.process_time()
+        after, mine1 = _snapshot(client), time.process_time()
         n = len(events) - warm
-        stats = client.info("commandstats")
-        commands = {k.removeprefix("cmdstat_"): v["usec"] / n for k, v in stats.items()}
-        calls = {k.removeprefix("cmdstat_"): v["calls"] / n for k, v in stats.items()}
+        cost = cost_per_event(before, after, n)
+        commands = {name: c["us_per_event"] for name, c in cost["commands"].items()}
+        calls = {name: c["calls_per_event"] for name, c in cost["commands"].items()}
         memory = client.info("memory")["used_memory"] / max(1, customers)
-        return StoreRun((cpu1 - cpu0) / n * 1e6, (mine1 - mine0) / n * 1e6, (aof1 - aof0) / n, commands, calls,
-                        memory)
+        # the server runs with AOF on and rewrites off, so the file only grows
+        aof_bytes = ((after.aof_bytes or 0) - (before.aof_bytes or 0)) / n
+        return StoreRun(cost["cpu_us_per_event"], (mine1 - mine0) / n * 1e6, aof_bytes, commands, calls, memory)
     finally:
         await store.close()
         client.close()
@@ -166,10 +167,6 @@ def _wait_for(client: Any, timeout: float = 10.0) -> None:
             time.sleep(0.05)
 
 
-def _redis_cpu(client: Any) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-
-
-def _aof(client: Any) -> int:
-    return int(client.info("persistence")["aof_current_size"])
+def _snapshot(client: Any) -> RedisSnapshot:
+    return snapshot_of(client.info("cpu"), client.info("commandstats"), client.info("stats"),
+                       client.info("persistence"))  # fmt: skip
