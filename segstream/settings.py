@@ -234,7 +234,7 @@ class RedisSettings(BaseSettings):
     fold_cache_customers: int = Field(default=50_000, ge=0)
     # Where each batch is folded into the customer hashes. "redis": a Lua script inside Redis (least worker
     # CPU: the faster choice when the worker is the bottleneck and Redis has a core to itself). "worker": in
-    # the worker, Redis only commits (~40% less Redis CPU per event, ~25% more worker CPU; the choice when one
+    # the worker, Redis only commits (~40% less Redis CPU per event, ~15% more worker CPU; the choice when one
     # Redis or cluster serves many workers). Both keep the same hashes, so workers can switch at any time.
     fold: Literal["redis", "worker"] = "redis"
     socket_timeout_s: float = 5.0
