@@ -23,16 +23,18 @@ from tests.integration.worker_support import WorkerEnv, done_count, read_topic, 
 
 
 def replay_and_compare(embedded_stack, redis_client, tmp_path: Path, data: Path | list[str], events: pd.DataFrame,
-                       root: Path, partitions: int = 2, extra_env: dict[str, str] | None = None) -> dict:  # fmt: skip
+                       root: Path, partitions: int = 2, extra_env: dict[str, str] | None = None,
+                       worker_env: dict[str, str] | None = None) -> dict:  # fmt: skip
     """Replay ``data`` with ``segstream replay`` into a worker scoring with ``root``'s current bundle; assert
     every event is done, nothing is dead-lettered, and stream state equals batch exactly.
 
-    ``data`` is the file, or the replay command's arguments (``["--sql", QUERY, "--db", URL]``).
+    ``data`` is the file, or the replay command's arguments (``["--sql", QUERY, "--db", URL]``); ``extra_env``
+    is added to the replay command's environment, ``worker_env`` to the worker's.
 
     Returns:
         ``{"watermark", "features", "segments"}`` of the stream, for further checks by the caller.
     """
-    env = WorkerEnv(embedded_stack, root, tmp_path)
+    env = WorkerEnv(embedded_stack, root, tmp_path, extra=worker_env or {})
     env.create_topics(partitions=partitions)
     ids = list(zip(events["event_id"], events["customer_id"].astype(str), strict=True))
     proc = env.start_worker()

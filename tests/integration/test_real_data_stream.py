@@ -11,6 +11,7 @@ import json
 import pytest
 
 from segstream.models.bundle import promote
+from segstream.models.state_keys import KeySpace
 from segstream.trainer.cleaning import clean_transactions
 from segstream.trainer.loading import load_transactions
 from segstream.trainer.pipeline import TrainOptions, train_bundle
@@ -19,8 +20,10 @@ from tests.integration.parity_support import replay_and_compare
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("fold", ["redis", "worker"])  # SEGSTREAM_REDIS_FOLD: in Redis (Lua) or in the worker
 @pytest.mark.parametrize(("dataset", "segmenter"), [("cdnow-sample", "kmeans"), ("superstore", "rfm")])
-def test_a_real_log_replays_with_exact_parity(embedded_stack, redis_client, tmp_path, public_data, dataset, segmenter):
+def test_a_real_log_replays_with_exact_parity(embedded_stack, redis_client, tmp_path, public_data, dataset, segmenter,
+                                              fold):  # fmt: skip
     data = public_data(dataset)
     events, report = clean_transactions(load_transactions(data), str(data))
     assert report.dropped_rows == 0
@@ -29,5 +32,10 @@ def test_a_real_log_replays_with_exact_parity(embedded_stack, redis_client, tmp_
     promote(trained.bundle_dir, root)
     manifest = json.loads((trained.bundle_dir / "manifest.json").read_text())
     assert manifest["info"]["segmenter"] == segmenter
-    result = replay_and_compare(embedded_stack, redis_client, tmp_path, data, events, root)
+    result = replay_and_compare(embedded_stack, redis_client, tmp_path, data, events, root,
+                                worker_env={"SEGSTREAM_REDIS_FOLD": fold})
+    # the fold that ran: only the Lua fold keeps its window-sum cache (wd, w1..w6) in the customer hash
+    keys = KeySpace(result["env"].prefix)
+    cached = [bool(redis_client.hexists(keys.customer(c), "wd")) for c in events["customer_id"].astype(str).unique()]
+    assert set(cached) == {fold == "redis"}
     assert len(set(result["segments"].tolist())) >= 4  # real segments, not "the better quarter and the rest"
